@@ -1,0 +1,3 @@
+from pyspeaker.cli import main
+
+main()

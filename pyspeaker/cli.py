@@ -1,0 +1,59 @@
+"""The ``pyspeaker`` command: one thin click command per stage.
+
+Commands live one per module in ``pyspeaker/commands/`` (module ``make_features`` gives command
+``make-features``) and each module exposes ``command``, a ``click.Command``. Modules import torch and
+other heavy libraries inside their function bodies, so ``pyspeaker --help`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+from pyspeaker import __version__
+from pyspeaker.errors import PyspeakerError
+
+from pyspeaker import commands as _commands_pkg
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(_commands_pkg.__path__)
+                      if not m.name.startswith("_"))
+
+    def get_command(self, ctx, name):
+        if name not in self.list_commands(ctx):
+            return None
+        module = importlib.import_module(f"pyspeaker.commands.{name.replace('-', '_')}")
+        return module.command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pyspeaker")
+def cli():
+    """pyspeaker: Kaldi-style speaker verification (features, training, embeddings, scoring, metrics).
+
+    Each command is one recipe stage; run `pyspeaker COMMAND --help` for its options.
+    """
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="pyspeaker", standalone_mode=False)
+    except PyspeakerError as e:
+        click.echo(f"error: {e.format()}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Click commands, one module per command (see pyspeaker/cli.py)."""

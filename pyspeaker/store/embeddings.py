@@ -1,0 +1,62 @@
+"""Embedding files: ``xvector.h5`` (ids + matrix) and Kaldi ``xvector.scp/ark``.
+
+Both hold the same vectors; the HDF5 file is what pyspeaker reads back (one read for the whole
+matrix), the ark/scp pair is for Kaldi back-ends and kaldiio users.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pyspeaker.errors import DataError
+from pyspeaker.fileio import atomic_dir
+
+
+def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndarray, ark: bool = True) -> None:
+    """Write ``xvector.h5`` (and ``xvector.scp/ark``) as a complete directory, atomically."""
+    import h5py
+
+    from pyspeaker.store.kaldi_scp import write_ark_scp
+
+    out_dir = Path(out_dir)
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != len(ids):
+        raise ValueError(f"embedding matrix {matrix.shape} does not match {len(ids)} ids")
+    order = np.argsort(np.array(ids, dtype=object), kind="stable") if ids != sorted(ids) else None
+    if order is not None:
+        ids, matrix = [ids[i] for i in order], matrix[order]
+    with atomic_dir(out_dir) as tmp:
+        with h5py.File(tmp / "xvector.h5", "w") as f:
+            f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
+            f.create_dataset("embeddings", data=matrix)
+        if ark:
+            write_ark_scp(tmp, out_dir, "xvector", ((u, matrix[i]) for i, u in enumerate(ids)))
+
+
+def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read embeddings from a directory (xvector.h5 or xvector.scp) or an .h5/.scp/.ark file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("xvector.h5", "xvector.scp", "spk_xvector.scp"):
+            if (path / name).is_file():
+                return load_embeddings(path / name)
+        raise DataError("no xvector.h5 or xvector.scp in this directory", path=path)
+    if not path.is_file():
+        raise DataError("embeddings file not found", path=path)
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
+            return ids, f["embeddings"][()].astype(np.float32, copy=False)
+    import kaldiio
+
+    reader = kaldiio.load_scp(str(path)) if path.suffix == ".scp" else kaldiio.load_ark(str(path))
+    items = list(reader.items())
+    if not items:
+        raise DataError("no embeddings in this file", path=path)
+    ids = [k for k, _ in items]
+    matrix = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for _, v in items])
+    return ids, matrix
