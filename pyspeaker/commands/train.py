@@ -16,7 +16,7 @@ import click
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar per epoch (default: when on a terminal).")
 def command(config_path, features, exp_dir, overrides, threads, progress):
-    """Train a model (e.g. ResNetSE34L + AM-softmax) on random fixed-length crops.
+    """Train a speaker-embedding network on random fixed-length crops of stored features.
 
     The number of speakers and the feature dimension come from the feature store. Writes
     EXP_DIR/config.yaml (merged config), train.log, metrics.tsv (loss, accuracy per epoch) and
