@@ -109,4 +109,4 @@ def test_train_and_extract_commands(speaker_store, tmp_path):
     bad = run_cli("train", "--config", "conf/resnet34l_amsoftmax.yaml", "--features", speaker_store,
                   "--exp-dir", exp, "--set", "model.name=Nope")
     assert bad.returncode == 1
-    assert bad.stderr.strip().endswith("error: unknown model 'Nope'; valid models: ResNetSE34L")
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown model 'Nope'; valid models: ResNetSE34L, ")

@@ -1,31 +1,74 @@
-"""Model zoo: speaker-embedding networks chosen by name in the training config."""
+"""Model zoo: speaker-embedding networks chosen by name in the training config.
+
+Every network takes features [batch, time, n_mels] and returns embeddings [batch, nOut]. Common
+options: ``nOut``, ``encoder_type`` (temporal pooling: SAP, ASP, TAP, MAX, STATS), ``n_mels``
+and ``input_norm`` (per-crop normalisation: instance, mean, none). With ``waveform=True`` the
+network gets voxceleb_trainer's raw-waveform front-end in front of it (input [batch, samples] of
+16 kHz audio) and ``log_input`` says whether the mel energies are log-compressed.
+
+Names (``name`` in the config; an unknown name is a ConfigError listing these):
+
+- ``ResNetSE34L``: voxceleb_trainer's ResNet-34 with squeeze-excitation, 16-32-64-128 channels
+- ``ResNetSE34Half``: the same network at 32-64-128-256 channels (voxceleb_trainer's ResNetSE34Half)
+- ``ResNetSE34V2``: voxceleb_trainer's V2 (3x3 stem, 32-64-128-256, attention over channels x mel)
+- ``VGGVox``: VGG-M-40, as voxceleb_trainer
+- ``TDNN``: Kaldi's x-vector network (5 frame layers, statistics pooling, 512-dim segment layer);
+  Kaldi's pooling is ``encoder_type: STATS``
+- ``ECAPA-TDNN`` (also ``ECAPA_TDNN``): option ``channels`` 512 or 1024; its own attentive
+  statistics pooling with global context is ``encoder_type: ASP``
+"""
 from __future__ import annotations
 
-from typing import Callable
+import importlib
 
 import torch.nn as nn
 
 from pyspeaker.errors import ConfigError
 
+# name -> (module, constructor)
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "ResNetSE34L": ("pyspeaker.models.resnet_se", "ResNetSE34L"),
+    "ResNetSE34Half": ("pyspeaker.models.resnet_se", "ResNetSE34Half"),
+    "ResNetSE34V2": ("pyspeaker.models.resnet_se", "ResNetSE34V2"),
+    "VGGVox": ("pyspeaker.models.vggvox", "VGGVox"),
+    "TDNN": ("pyspeaker.models.tdnn", "TDNN"),
+    "ECAPA-TDNN": ("pyspeaker.models.ecapa_tdnn", "ECAPA_TDNN"),
+}
+# accepted spellings that are not listed
+_ALIASES = {"ECAPA_TDNN": "ECAPA-TDNN"}
 
-def _registry() -> dict[str, Callable[..., nn.Module]]:
-    from pyspeaker.models.resnet_se import ResNetSE34L
-
-    return {"ResNetSE34L": ResNetSE34L}
+MODEL_NAMES = tuple(_REGISTRY)
 
 
-MODEL_NAMES = ("ResNetSE34L",)
+def canonical_name(name: str) -> str:
+    """The registry name for ``name`` (aliases resolved); ConfigError listing the valid names if unknown."""
+    name = _ALIASES.get(name, name)
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
+    return name
 
 
-def build_model(name: str, **options) -> nn.Module:
-    """Build model ``name`` with keyword ``options`` (nOut, encoder_type, n_mels, ...)."""
-    registry = _registry()
-    if name not in registry:
-        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(sorted(registry))}")
+def build_model(name: str, *, waveform: bool = False, log_input: bool | None = None, **options) -> nn.Module:
+    """Build model ``name`` with keyword ``options`` (nOut, encoder_type, n_mels, input_norm, ...).
+
+    ``waveform=True`` returns a :class:`pyspeaker.models.frontend.WaveformModel` (voxceleb_trainer's
+    front-end + the network, ``log_input`` default True); without it ``log_input`` is refused,
+    since features from a store are already what the network sees.
+    """
+    module_name, attr = _REGISTRY[canonical_name(name)]
+    constructor = getattr(importlib.import_module(module_name), attr)
+    if log_input is not None and not waveform:
+        raise ConfigError(f"model {name}: log_input applies to the waveform front-end only (set waveform: true); "
+                          "features from a feature store are used as they are")
     try:
-        return registry[name](**options)
+        model = constructor(**options)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model {name}: {e}") from None
+    if waveform:
+        from pyspeaker.models.frontend import WaveformModel
+
+        model = WaveformModel(model, log_input=True if log_input is None else bool(log_input))
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

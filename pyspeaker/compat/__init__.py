@@ -1,0 +1,1 @@
+"""Interoperability with other toolkits (voxceleb_trainer checkpoints, evaluation and export)."""
