@@ -23,7 +23,7 @@ TINY = ["train.max_epoch=3", "data.batch_size=8", "data.crop_frames=40", "model.
 
 def test_config_overrides_and_errors(tmp_path):
     cfg = load_config(None, ["optim.lr=0.01", "loss.margin=0.1", "model.name=ResNetSE34L"])
-    assert cfg["optim"]["lr"] == 0.01 and cfg["loss"]["margin"] == 0.1 and cfg["loss"]["scale"] == 30.0
+    assert cfg["optim"]["lr"] == 0.01 and cfg["loss"] == {"name": "amsoftmax", "margin": 0.1}
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim:\n  lrr: 0.1\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: unknown setting optim.lrr; valid here: .*lr"):

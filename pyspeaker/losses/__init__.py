@@ -22,7 +22,10 @@ def build_loss(name: str, nOut: int, num_classes: int, **options) -> nn.Module:
     registry = _registry()
     if name not in registry:
         raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(sorted(registry))}")
-    try:
-        return registry[name](nOut=nOut, nClasses=num_classes, **options)
-    except TypeError as e:
-        raise ConfigError(f"loss {name}: {e}") from None
+    import inspect
+
+    accepted = [p for p in inspect.signature(registry[name]).parameters if p not in ("nOut", "nClasses")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"loss {name} has no option {unknown[0]!r}; its options: {', '.join(accepted) or 'none'}")
+    return registry[name](nOut=nOut, nClasses=num_classes, **options)

@@ -14,7 +14,7 @@ from pyspeaker.errors import ConfigError
 
 DEFAULTS: dict = {
     "model": {"name": "ResNetSE34L", "encoder_type": "SAP", "nOut": 512, "input_norm": "instance"},
-    "loss": {"name": "amsoftmax", "margin": 0.3, "scale": 30.0},
+    "loss": {"name": "amsoftmax"},  # other keys are the chosen loss's own options (margin, scale, ...)
     "data": {
         "crop_frames": 200,      # random training crop length (frames)
         "batch_size": 64,        # crops per optimiser step

@@ -15,7 +15,7 @@ feat_conf=conf/fbank.conf             # Kaldi-style option file (80-dim fbank)
 feat_opts=""                          # more make-features options, e.g. "--vad --cmn sliding"
 train_config=conf/resnet34l_amsoftmax.yaml
 # A short schedule for a small corpus on two CPU cores (the config is the lab's full setting).
-train_overrides="train.max_epoch=12 data.batch_size=64 optim.lr=0.002 optim.lr_decay=0.85 optim.step_epochs=1 model.nOut=256 loss.margin=0.2"
+train_overrides="train.max_epoch=12 data.crop_frames=100 data.batch_size=32 optim.lr=0.002 optim.lr_decay=0.85 optim.step_epochs=1 model.nOut=256 loss.margin=0.2"
 exp_name=resnet34l_amsoftmax
 backend=cosine
 
