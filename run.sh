@@ -53,7 +53,7 @@ if run_stage 0; then
   if is_done data/.done.prepare "$fp"; then
     log "stage 0: data/ is up to date, skipping"
   else
-    prepare_data
+    prepare_data >&2   # stdout of run.sh carries only the results table
     for set in "$train_set" "$test_set"; do pyspeaker validate-data "data/$set"; done
     mark_done data/.done.prepare "$fp"
   fi

@@ -9,6 +9,11 @@ do not depend on the order of the input (a per-trial sweep would put a tied targ
 after a tied non-target depending on how the sort broke the tie).
 
 All rates are fractions in [0, 1]; the commands print the EER in percent.
+
+For calibrated scores (log-likelihood ratios) there are also the actual DCF (decisions at the Bayes
+threshold ``log(c_fa (1 - p) / (c_miss p))``), Cllr and min Cllr (Cllr after the optimal monotone
+recalibration, found by the pool-adjacent-violators algorithm). :func:`kaldi_min_dcf` reproduces
+Kaldi's ``sid/compute_min_dcf.py`` (also used by voxceleb_trainer) for comparison.
 """
 from __future__ import annotations
 
@@ -39,11 +44,13 @@ def error_rates(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[
     tgt = _as_scores(target_scores, "target")
     non = _as_scores(nontarget_scores, "non-target")
     scores = np.concatenate([tgt, non])
-    is_target = np.concatenate([np.ones(tgt.size, dtype=np.int64), np.zeros(non.size, dtype=np.int64)])
+    is_target = np.concatenate([np.ones(tgt.size, dtype=bool), np.zeros(non.size, dtype=bool)])
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
+    del scores
     # targets strictly below sorted position i = targets_below[i]
-    targets_below = np.concatenate([[0], np.cumsum(is_target[order])])
+    targets_below = np.concatenate([[0], np.cumsum(is_target[order], dtype=np.int64)])
+    del order, is_target
     # first position of each distinct value: everything before it is rejected at that threshold
     starts = np.flatnonzero(np.concatenate([[True], sorted_scores[1:] != sorted_scores[:-1]]))
     n_tgt_rejected = targets_below[starts]
@@ -132,3 +139,82 @@ def det_points(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[n
     """``(p_fa, p_miss)`` of the tie-aware operating points, for DET plots."""
     _, p_miss, p_fa = error_rates(target_scores, nontarget_scores)
     return p_fa, p_miss
+
+
+def kaldi_min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float, c_miss: float = 1.0,
+                  c_fa: float = 1.0) -> tuple[float, float]:
+    """minDCF exactly as Kaldi's ``sid/compute_min_dcf.py`` (and voxceleb_trainer's
+    ``ComputeMinDcf``): scores in trial order are sorted (stable, so ties keep trial order), the
+    point after rejecting the k lowest trials is evaluated for every k >= 1, and the threshold is
+    the score of the last rejected trial. Not tie-aware: tied trials can be split.
+    """
+    s = _as_scores(scores, "all")
+    y = np.asarray(labels, dtype=bool).reshape(-1)
+    if y.size != s.size:
+        raise ValueError(f"{s.size} scores but {y.size} labels")
+    n_tgt = int(y.sum())
+    n_non = y.size - n_tgt
+    if n_tgt == 0 or n_non == 0:
+        raise ValueError("need both target and non-target scores")
+    order = np.argsort(s, kind="stable")
+    sorted_labels = y[order]
+    fnr = np.cumsum(sorted_labels, dtype=np.int64) / n_tgt
+    fpr = 1.0 - np.cumsum(~sorted_labels, dtype=np.int64) / n_non
+    c_det = c_miss * fnr * p_target + c_fa * fpr * (1.0 - p_target)
+    k = int(np.argmin(c_det))  # the first minimum, as the loop's strict '<'
+    c_def = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    return float(c_det[k] / c_def), float(s[order[k]])
+
+
+def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The LLR threshold of minimum expected cost: ``log(c_fa (1 - p) / (c_miss p))``."""
+    return float(np.log(c_fa * (1.0 - p_target) / (c_miss * p_target)))
+
+
+def act_dcf(target_llrs: ArrayLike, nontarget_llrs: ArrayLike, p_target: float, c_miss: float = 1.0,
+            c_fa: float = 1.0) -> tuple[float, float]:
+    """Normalised actual DCF of calibrated scores: decisions ``llr >= bayes_threshold`` (returned too)."""
+    tgt = _as_scores(target_llrs, "target")
+    non = _as_scores(nontarget_llrs, "non-target")
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    threshold = bayes_threshold(p_target, c_miss, c_fa)
+    p_miss = np.count_nonzero(tgt < threshold) / tgt.size
+    p_fa = np.count_nonzero(non >= threshold) / non.size
+    c_def = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    return float((c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa) / c_def), threshold
+
+
+def cllr(target_llrs: ArrayLike, nontarget_llrs: ArrayLike) -> float:
+    """Log-likelihood-ratio cost in bits: ``(mean log2(1 + e^-llr_tgt) + mean log2(1 + e^llr_non)) / 2``.
+
+    0 for a perfect calibrated system, 1 for one that always says LLR 0.
+    """
+    tgt = _as_scores(target_llrs, "target")
+    non = _as_scores(nontarget_llrs, "non-target")
+    return float((np.mean(np.logaddexp(0.0, -tgt)) + np.mean(np.logaddexp(0.0, non))) / (2.0 * np.log(2.0)))
+
+
+def min_cllr(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> float:
+    """Cllr after the best monotone (non-decreasing) score -> LLR map, found with PAV.
+
+    Tied scores are pooled first, so they get one LLR. The PAV posteriors are turned into LLRs by
+    removing the empirical prior ``T / (T + N)``.
+    """
+    from scipy.optimize import isotonic_regression
+
+    tgt = _as_scores(target_scores, "target")
+    non = _as_scores(nontarget_scores, "non-target")
+    values, inverse = np.unique(np.concatenate([tgt, non]), return_inverse=True)
+    n_tgt_at = np.bincount(inverse[:tgt.size], minlength=values.size).astype(np.float64)
+    n_all_at = np.bincount(inverse, minlength=values.size).astype(np.float64)
+    posterior = isotonic_regression(n_tgt_at / n_all_at, weights=n_all_at, increasing=True).x
+    prior_logit = np.log(tgt.size / non.size)
+    with np.errstate(divide="ignore"):
+        llr = np.log(posterior) - np.log1p(-posterior) - prior_logit
+    # a block holding a target has posterior > 0 and one holding a non-target posterior < 1, so the
+    # infinite LLRs only ever get weight 0
+    tgt_cost = np.where(n_tgt_at > 0, n_tgt_at * np.logaddexp(0.0, -np.where(n_tgt_at > 0, llr, 0.0)), 0.0)
+    n_non_at = n_all_at - n_tgt_at
+    non_cost = np.where(n_non_at > 0, n_non_at * np.logaddexp(0.0, np.where(n_non_at > 0, llr, 0.0)), 0.0)
+    return float((tgt_cost.sum() / tgt.size + non_cost.sum() / non.size) / (2.0 * np.log(2.0)))

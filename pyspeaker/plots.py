@@ -141,10 +141,12 @@ def plot_score_histogram(target_scores: Sequence[float], nontarget_scores: Seque
     ax.hist(tgt, bins=edges, density=True, histtype="stepfilled", alpha=0.45, color="C3",
             label=f"target ({tgt.size})")
     styles = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+    colors = ("k", "C2", "C4", "C1", "C5", "C6", "C8")  # with the styles: distinct up to 28 lines
     for k, (name, value) in enumerate((thresholds or {}).items()):
         if value is None or not np.isfinite(value):
             continue
-        ax.axvline(value, color="k", lw=1.2, ls=styles[k % len(styles)], label=f"{name}: {value:.4f}")
+        ax.axvline(value, color=colors[k % len(colors)], lw=1.2, ls=styles[k % len(styles)],
+                   label=f"{name}: {value:.4f}")
     ax.set_xlabel("score")
     ax.set_ylabel("density")
     ax.set_title(title or "Score distributions")

@@ -349,3 +349,212 @@ def test_compute_metrics_empty_scores(tmp_path):
     r = _run("--scores", str(scores), "--trials", str(trials))
     assert r.returncode == 1
     assert f"error: {scores}: scores file is empty" in r.stderr
+
+
+# --- Kaldi's compute_min_dcf.py, --compat kaldi ------------------------------------------------------
+
+def _kaldi_min_dcf_loop(scores, labels, p, c_miss=1.0, c_fa=1.0):
+    """Literal transcription of Kaldi's sid/compute_min_dcf.py (ComputeErrorRates + ComputeMinDcf)."""
+    from operator import itemgetter
+
+    sorted_indexes, thresholds = zip(*sorted([(i, s) for i, s in enumerate(scores)], key=itemgetter(1)))
+    labels = [labels[i] for i in sorted_indexes]
+    fnrs, fprs = [], []
+    for i in range(len(labels)):
+        if i == 0:
+            fnrs.append(labels[i])
+            fprs.append(1 - labels[i])
+        else:
+            fnrs.append(fnrs[i - 1] + labels[i])
+            fprs.append(fprs[i - 1] + 1 - labels[i])
+    fnrs_norm = sum(labels)
+    fprs_norm = len(labels) - fnrs_norm
+    fnrs = [x / float(fnrs_norm) for x in fnrs]
+    fprs = [1 - x / float(fprs_norm) for x in fprs]
+    min_c_det, min_c_det_threshold = float("inf"), thresholds[0]
+    for i in range(len(fnrs)):
+        c_det = c_miss * fnrs[i] * p + c_fa * fprs[i] * (1 - p)
+        if c_det < min_c_det:
+            min_c_det, min_c_det_threshold = c_det, thresholds[i]
+    return min_c_det / min(c_miss * p, c_fa * (1 - p)), min_c_det_threshold
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kaldi_min_dcf_matches_literal_script(seed):
+    from pyspeaker.metrics import kaldi_min_dcf
+
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.normal(0, 1, 300), 1)  # many ties: the trial order matters for Kaldi
+    labels = (rng.random(300) < 0.3).astype(int)
+    scores[labels == 1] += 1.0
+    for p, c_miss in ((0.01, 1.0), (0.05, 1.0), (0.3, 10.0)):
+        got = kaldi_min_dcf(scores, labels, p, c_miss)
+        ref = _kaldi_min_dcf_loop(scores.tolist(), labels.tolist(), p, c_miss)
+        assert got[0] == pytest.approx(ref[0], rel=1e-12) and got[1] == ref[1]
+
+
+def _write_case(tmp_path: Path, tgt, non, *, wespeaker: bool = False) -> tuple[Path, Path]:
+    trials, scores = [], []
+    for i, s in enumerate(list(tgt) + list(non)):
+        label = "target" if i < len(tgt) else "nontarget"
+        trials.append(f"spk{i % 3} utt{i} {label}")
+        scores.append(f"spk{i % 3} utt{i} {s:.6f}" + (f" {label}" if wespeaker else ""))
+    t, s = tmp_path / "trials", tmp_path / "scores.txt"
+    t.write_text("\n".join(trials) + "\n")
+    s.write_text("\n".join(scores) + "\n")
+    return t, s
+
+
+@pytest.mark.parametrize("case,eer,kaldi,dcf", [(A, "25.00", "40.00", "0.6000"), (C, "33.33", "50.00", "0.7500")])
+def test_compute_metrics_compat_kaldi(tmp_path, case, eer, kaldi, dcf):
+    trials, scores = _write_case(tmp_path, *case)
+    r = _run("--scores", str(scores), "--trials", str(trials), "--compat", "kaldi", "--out", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    assert f"EER: {kaldi} %" in r.stdout and f"EER (tie-aware, interpolated): {eer} %" in r.stdout
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert f"{m['eer']:.2f}" == kaldi and f"{m['eer_tie_aware']:.2f}" == eer and m["compat"] == "kaldi"
+    r = _run("--scores", str(scores), "--trials", str(trials))
+    assert f"EER: {eer} %" in r.stdout and f"minDCF(p_target=0.01): {dcf}" in r.stdout
+    assert f"EER (Kaldi compute-eer): {kaldi} %" in r.stdout
+
+
+def test_compute_metrics_reads_wespeaker_scores(tmp_path):
+    trials, scores = _write_case(tmp_path, *A, wespeaker=True)
+    r = _run("--scores", str(scores), "--trials", str(trials))
+    assert r.returncode == 0, r.stderr
+    assert "EER: 25.00 %" in r.stdout
+    # WeSpeaker's score_norm output: 8 fields, label 4th
+    lines = [line + " 1.0 2.0 0.1 0.2" for line in scores.read_text().splitlines()]
+    scores.write_text("\n".join(lines) + "\n")
+    r = _run("--scores", str(scores), "--trials", str(trials))
+    assert r.returncode == 0, r.stderr
+    assert "EER: 25.00 %" in r.stdout
+    # labels that contradict the trials are an error naming the line
+    lines[4] = lines[4].replace(" target ", " nontarget ")
+    scores.write_text("\n".join(lines) + "\n")
+    r = _run("--scores", str(scores), "--trials", str(trials))
+    assert r.returncode == 1
+    assert f"error: {scores}:5: label 'nontarget' disagrees with {trials} line 5 ('target')" in r.stderr
+    # unlabelled trials take the scores' labels
+    trials.write_text("".join(" ".join(t.split()[:2]) + "\n" for t in trials.read_text().splitlines()))
+    scores.write_text("\n".join(lines[:4] + [lines[4].replace(" nontarget ", " target ")] + lines[5:]) + "\n")
+    r = _run("--scores", str(scores), "--trials", str(trials))
+    assert r.returncode == 0, r.stderr
+    assert "EER: 25.00 %" in r.stdout
+
+
+def test_compute_metrics_kaldi_scores_blank_lines_and_labels_in_results(tmp_path):
+    trials, scores = _write_case(tmp_path, *A)
+    lines = scores.read_text().splitlines()
+    scores.write_text("\n".join(lines[:3] + ["", ""] + lines[3:]) + "\n")  # Kaldi-style 'utt1 utt2 score'
+    out = tmp_path / "m.json"
+    r = _run("--scores", str(scores), "--trials", str(trials), "--out", str(out), "--backend", "lda200+plda",
+             "--score-norm", "asnorm(top_n=300)")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())
+    assert (m["backend"], m["score_norm"], m["trials_lines"], m["p_target"]) == (
+        "lda200+plda", "asnorm(top_n=300)", 13, [0.01, 0.05])
+    assert "back-end: lda200+plda, score normalisation: asnorm(top_n=300)" in r.stdout
+    scores.write_text(scores.read_text() + "spk0 nobody 0.3\n")
+    r = _run("--scores", str(scores), "--trials", str(trials))
+    assert r.returncode == 1
+    assert f"error: {scores}:16: score for 'spk0 nobody' has no trial in {trials}" in r.stderr
+
+
+def test_streaming_readers_match_read_trials_with_tiny_blocks(tmp_path):
+    from pyspeaker.data.trials import read_trials
+    from pyspeaker.scoring.lists import match, read_score_codes, read_trial_codes
+
+    rng = np.random.default_rng(0)
+    ids = [f"id{i:03d}/u{i}.wav" for i in range(40)]
+    rows = [(int(rng.integers(2)), ids[i % 40], ids[(i // 40 + 3 * (i % 40)) % 40]) for i in range(500)]  # unique pairs
+    path = tmp_path / "veri.txt"
+    path.write_text("".join(f"{y} {e} {t}\n" for y, e, t in rows)[:-1])  # VoxCeleb list, no final newline
+    ref = read_trials(path)
+    for block in (7, 64, 1 << 20):
+        codes = read_trial_codes(path, block_bytes=block)
+        names = codes.vocab.ids()
+        assert [names[c] for c in codes.enroll] == ref.enroll and [names[c] for c in codes.test] == ref.test
+        assert codes.labels.tolist() == ref.labels.tolist() and codes.num_lines == 500 and codes.format == "voxceleb"
+    # one code per distinct id
+    assert sorted(codes.vocab.ids()) == sorted({x for _, e, t in rows for x in (e, t)})
+    scores = tmp_path / "s.txt"
+    order = rng.permutation(500)
+    scores.write_text("".join(f"{rows[k][1]}  {rows[k][2]}\t{k / 1000:.3f}\n\n" for k in order))
+    s = read_score_codes(scores, codes.vocab, block_bytes=11)
+    assert s.line(0) == 1 and s.line(1) == 3 and len(s) == 500
+    index = match(codes, s)
+    np.testing.assert_allclose(s.scores[index], np.arange(500) / 1000)
+
+
+@pytest.mark.parametrize("text,line,message", [
+    ("a b target\nc d maybe\n", 2, "unknown label 'maybe' (expected target or nontarget): 'c d maybe'"),
+    ("a b target\nc d\n", 2, "expected 3 fields like line 1 (kaldi trials), got 2: 'c d'"),
+    ("a b target\n\nc d target\n", 2, "empty line"),
+    ("a b c d\n", 1, "unknown trials format 'a b c d': expected"),
+])
+def test_streaming_trials_errors_match_read_trials(tmp_path, text, line, message):
+    from pyspeaker.data.trials import read_trials
+    from pyspeaker.scoring.lists import read_trial_codes
+
+    path = tmp_path / "trials"
+    path.write_text(text)
+    with pytest.raises(DataError) as ours:
+        read_trial_codes(path, block_bytes=5)
+    with pytest.raises(DataError) as reference:
+        read_trials(path)
+    assert ours.value.line == reference.value.line == line
+    assert ours.value.message.startswith(message) and reference.value.message.startswith(message)
+
+
+def test_streaming_scores_errors(tmp_path):
+    from pyspeaker.scoring.lists import Vocabulary, read_score_codes
+
+    path = tmp_path / "s.txt"
+    for text, line, message in [("a b 0.5\n\na b 0.1 x\n", 3, "expected 3 fields '<enroll> <test> <score>', got 4"),
+                                ("a b nan\n", 1, "score 'nan' is not finite"),
+                                ("a b 0.5 target\na b 0.5 maybe\n", 2, "unknown label 'maybe' in field 4"),
+                                ("a b 0.5 maybe\n", 1, "expected 3 fields"),
+                                (b"a b 0.5\n\xff b 1\n", 2, "not UTF-8 text")]:
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(DataError) as err:
+            read_score_codes(path, Vocabulary(), grow=True, block_bytes=4)
+        assert err.value.line == line and err.value.message.startswith(message), err.value
+
+
+# --- report and plot-det ------------------------------------------------------------------------------
+
+def test_report_and_plot_det(tmp_path):
+    trials, scores = _write_case(tmp_path, *A)
+    tgt, non = _set_d()
+    other = tmp_path / "other.txt"
+    other.write_text("".join(f"spk{i % 3} utt{i} {s:.4f}\n" for i, s in enumerate(list(A[0]) + list(A[1])[::-1])))
+    results = {}
+    for name, path, extra in (("cos", scores, ["--backend", "cosine", "--score-norm", "none"]),
+                              ("plda", other, ["--backend", "lda200+plda", "--score-norm", "snorm", "--compat", "kaldi"])):
+        res = tmp_path / name
+        r = _run("--scores", str(path), "--trials", str(trials), "--out", str(res / "metrics.json"),
+                 "--det", str(res / "det.png"), *extra)
+        assert r.returncode == 0, r.stderr
+        results[name] = res / "metrics.json"
+    md = tmp_path / "RESULTS.md"
+    r = subprocess.run([sys.executable, "-m", "pyspeaker", "report", "--out", str(md),
+                        *[x for n, p in results.items() for x in ("--system", f"{n}={p}")]],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "EER (%)" in r.stdout and "minDCF (p_target=0.01)" in r.stdout
+    text = md.read_text()
+    assert text.startswith("# Results\n\n| system | trials | back-end | norm | EER (%) |")
+    assert f"| cos | {trials} (13 lines) | cosine | none | 25.00 | 0.6000 | 0.6000 | 5 | 8 |" in text
+    assert "| plda |" in text and "lda200+plda | snorm |" in text and "(kaldi)" in text
+    assert "![cos: DET curve](cos/det.png)" in text and "![plda: DET curve](plda/det.png)" in text
+
+    out = tmp_path / "det_all.png"
+    r = subprocess.run([sys.executable, "-m", "pyspeaker", "plot-det", "--trials", str(trials), "--out", str(out),
+                        "--system", f"cos={scores}", "--system", f"other={other}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 10_000
+    r = subprocess.run([sys.executable, "-m", "pyspeaker", "plot-det", "--trials", str(trials), "--out", str(out),
+                        "--system", "nameonly"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "--system expects NAME=SCORES" in r.stderr

@@ -192,3 +192,61 @@ def test_format_scores_fast_path_equals_fstrings():
     scores = np.array([0.1234567, -0.5, 1.0, -1e-9], dtype=np.float32)
     text = format_scores(["a", "b", "c", "d"], ["x", "y", "z", "w"], scores)
     assert text == "".join(f"{e} {t} {s:.6f}\n" for e, t, s in zip("abcd", "xyzw", scores.tolist()))
+
+
+# --- the streaming pipeline: vocabulary, score text, writer ---------------------------------------
+
+def test_score_text_is_printf_exact():
+    from pyspeaker.scoring.pipeline import score_text
+
+    rng = np.random.default_rng(0)
+    edge = [0.0, -0.0, -1e-9, 1e-9, 5e-7, 1.5e-6, 0.1234565, -0.1234565, 0.9999995, 999.9999995, 12345.678,
+            -54321.5, np.nan, np.inf, -np.inf, 1.0, -1.0, 2.5e-7, 1e300, 999.999999, -9.9999996, 99.99999951]
+    x = np.concatenate([edge, rng.normal(size=20000), rng.normal(0, 100, 20000), np.round(rng.normal(size=5000), 7),
+                        rng.normal(size=2000).astype(np.float32)])
+    for precision in (1, 3, 6, 9):
+        assert score_text(x, precision) == [b"%.*f\n" % (precision, v) for v in x]
+    assert score_text(np.array([])) == []
+    with pytest.raises(ValueError):
+        score_text(x, 0)
+
+
+def test_vocabulary_codes_and_collisions(monkeypatch):
+    from pyspeaker.scoring import lists
+
+    v = lists.Vocabulary()
+    assert v.add([b"abc", b"abc", b"abd", b"x" * 20, b"abc"]).tolist() == [0, 0, 1, 2, 0]
+    assert v.add([b"abd", b"abc", b"zz"]).tolist() == [1, 0, 3]
+    assert v.lookup([b"q", b"x" * 20, b"ab"]).tolist() == [-1, 2, -1]
+    assert v.ids() == ["abc", "abd", "x" * 20, "zz"] and len(v) == 4
+    # every hash equal: ids are still told apart, and the clash is reported instead of merging them
+    monkeypatch.setattr(lists, "_hash_rows", lambda words: np.zeros(len(words), dtype=np.uint64))
+    with pytest.raises(DataError, match="have the same 64-bit hash"):
+        lists.Vocabulary().add([b"a", b"b"])
+    w = lists.Vocabulary()
+    w.add([b"a"])
+    with pytest.raises(DataError, match="'b' and 'a' have the same 64-bit hash"):
+        w.add([b"b"])
+
+
+def test_score_command_streams_large_lists_in_blocks(tmp_path, monkeypatch):
+    """Blocks of a few lines, ids of several widths, tabs in some lines: same scores as score_trials."""
+    from pyspeaker.commands.score import format_scores
+    from pyspeaker.scoring import lists
+    from pyspeaker.scoring.lists import read_trial_codes
+    from pyspeaker.scoring.pipeline import score_codes, write_scores
+
+    rng = np.random.default_rng(7)
+    ids = [f"spk{i % 9}/{'x' * (i % 23)}utt{i}" for i in range(60)]
+    emb = rng.normal(size=(60, 12)).astype(np.float32)
+    pairs = [(ids[i], ids[j]) for i, j in rng.integers(0, 60, (700, 2))]
+    text = "".join(f"{a}\t{b} target\n" if k % 97 == 5 else f"{a} {b} nontarget\n" for k, (a, b) in enumerate(pairs))
+    path = tmp_path / "trials"
+    path.write_text(text)
+    monkeypatch.setattr(lists, "BLOCK_BYTES", 333)
+    codes = read_trial_codes(path)
+    scores = score_codes(codes, ids, emb)
+    reference = score_trials(ids, emb, read_trials(path))
+    np.testing.assert_allclose(scores, reference, atol=1e-6)
+    write_scores(tmp_path / "s.txt", codes, scores)
+    assert (tmp_path / "s.txt").read_text() == format_scores([a for a, _ in pairs], [b for _, b in pairs], scores)

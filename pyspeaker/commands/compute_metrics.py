@@ -1,9 +1,21 @@
 """``pyspeaker compute-metrics``: EER and minDCF of a scores file against labelled trials.
 
-Scores are matched to trials by position when the two files list the same (enroll, test) pairs in
-the same order (the usual case: ``pyspeaker score`` keeps trial order), otherwise by the pair.
-Every trial needs a score and every score a trial; the first offender is reported with its file
-and line. Results are printed, and optionally written as JSON plus DET / histogram plots.
+Score files: ours (``<enroll> <test> <score>``), Kaldi's (``utt1 utt2 score``, the same layout) or
+WeSpeaker's (``<enroll> <test> <score> target|nontarget``; its labels must agree with the trials).
+Trials: Kaldi or VoxCeleb lists. Both files are streamed in blocks and kept as integer codes
+(:mod:`pyspeaker.scoring.lists`), so 10 million trials stay well under 2 GB. Scores are matched
+to trials by position when the two files list the same pairs in the same order (the usual case:
+``pyspeaker score`` keeps trial order), otherwise by the pair. Every trial needs a score and every
+score a trial; the first offender is reported with its file and line.
+
+Results are printed, and optionally written as JSON (which names the trial list with its line
+count, the back-end, the normalisation, p_target and costs) plus DET / histogram plots. The
+back-end and normalisation come from ``--backend``/``--score-norm`` or else from the
+``scores.json`` sidecar that ``pyspeaker score`` writes. ``--compat kaldi`` reports Kaldi's
+``compute-eer`` EER and ``sid/compute_min_dcf.py`` minDCF instead of the tie-aware ones.
+``--calibrated`` (or a sidecar saying so) adds actual DCF, Cllr and min Cllr.
+
+``read_scores``/``match_scores`` below are the list-based helpers for small files held as strings.
 """
 from __future__ import annotations
 
@@ -130,19 +142,35 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no infinity
 
 
-def _dcf_name(p: float, c_miss: float, c_fa: float) -> str:
+def _dcf_name(p: float, c_miss: float, c_fa: float, kind: str = "minDCF") -> str:
     costs = "" if (c_miss, c_fa) == (1.0, 1.0) else f", c_miss={c_miss:g}, c_fa={c_fa:g}"
-    return f"minDCF(p_target={p:g}{costs})"
+    return f"{kind}(p_target={p:g}{costs})"
 
 
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+def load_matched(scores_path: Path, trials_path: Path):
+    """``(scores in trial order, labels, trial codes, number of score lines)`` of a scores file and
+    its trial list; labels come from the trials, or from the scores' 4th field (WeSpeaker)."""
+    from pyspeaker.scoring.lists import check_labels, match, read_score_codes, read_trial_codes
+
+    with _no_gc():
+        trials = read_trial_codes(trials_path)
+        codes = read_score_codes(scores_path, trials.vocab)
+    index = match(trials, codes)
+    check_labels(trials, codes, index)
+    labels = trials.labels
+    if labels is None and codes.labels is not None:
+        labels = codes.labels if index is None else codes.labels[index]
+    if labels is None:
+        raise DataError("trials have no target/nontarget labels, so no error rates can be computed",
+                        path=trials_path)
+    matched = codes.scores if index is None else codes.scores[index]
+    return matched, labels, trials, len(codes)
 
 
 @click.command(name="compute-metrics")
 @click.option("--scores", "scores_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Scores file with '<enroll> <test> <score>' lines (as written by 'pyspeaker score').")
+              help="Scores file: '<enroll> <test> <score>' lines (ours, Kaldi's), or WeSpeaker's "
+                   "'<enroll> <test> <score> target|nontarget'.")
 @click.option("--trials", "trials_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Labelled trial list: Kaldi '<enroll> <test> target|nontarget' or VoxCeleb '<1|0> <p1> <p2>'.")
 @click.option("--p-target", "p_targets", multiple=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -151,6 +179,16 @@ def _count_lines(path: Path) -> int:
               help="Cost of a miss in the DCF.")
 @click.option("--c-fa", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               help="Cost of a false alarm in the DCF.")
+@click.option("--compat", type=click.Choice(["none", "kaldi"]), default="none", show_default=True,
+              help="kaldi: report EER as Kaldi's compute-eer and minDCF as Kaldi's sid/compute_min_dcf.py "
+                   "(no tie handling, no interpolation), to compare with Kaldi recipes.")
+@click.option("--calibrated/--uncalibrated", default=None,
+              help="Scores are log-likelihood ratios: also report actual DCF, Cllr and min Cllr "
+                   "(default: what the scores.json sidecar says, else uncalibrated).")
+@click.option("--backend", "backend_label", default=None,
+              help="Back-end name recorded in the results (default: from the scores.json sidecar).")
+@click.option("--score-norm", "norm_label", default=None,
+              help="Score normalisation recorded in the results (default: from the scores.json sidecar).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results as JSON here (EER in percent, minDCF per p_target, thresholds, counts).")
 @click.option("--det", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -160,49 +198,69 @@ def _count_lines(path: Path) -> int:
 @click.option("--label", default=None,
               help="System name in the plots' legends (default: the scores file's folder name).")
 def command(scores_path: Path, trials_path: Path, p_targets: tuple[float, ...], c_miss: float, c_fa: float,
+            compat: str, calibrated: bool | None, backend_label: str | None, norm_label: str | None,
             out: Path | None, det: Path | None, hist: Path | None, label: str | None) -> None:
     """Compute EER and minDCF of the --scores against the labels of the --trials."""
     import json
 
-    from pyspeaker.data.trials import read_trials
     from pyspeaker.fileio import write_text_atomic
     from pyspeaker.log import setup_logging
-    from pyspeaker.metrics import eer_from_rates, error_rates, kaldi_eer, min_dcf_from_rates
+    from pyspeaker.metrics import (act_dcf, cllr, eer_from_rates, error_rates, kaldi_eer, kaldi_min_dcf,
+                                   min_cllr, min_dcf_from_rates)
+    from pyspeaker.scoring.pipeline import read_sidecar
 
     setup_logging()
     start = time.perf_counter()
     p_targets = tuple(dict.fromkeys(p_targets or (0.01, 0.05)))
-    trials = read_trials(trials_path)
-    if trials.labels is None:
-        raise DataError("trials have no target/nontarget labels, so no error rates can be computed",
-                        path=trials_path)
-    with _no_gc():
-        enroll, test, scores, numbers = read_scores(scores_path)
-        matched = match_scores(trials, scores_path, enroll, test, scores, numbers)
-        del enroll, test, scores, numbers
-    labels = np.asarray(trials.labels, dtype=bool)
+    matched, labels, trials, num_scores = load_matched(scores_path, trials_path)
     tgt, non = matched[labels], matched[~labels]
     if tgt.size == 0 or non.size == 0:
         raise DataError(f"need both target and non-target trials, got {tgt.size} target and {non.size} non-target",
                         path=trials_path)
+    sidecar = read_sidecar(scores_path, num_scores) or {}
+    backend_label = backend_label or sidecar.get("backend")
+    if norm_label is None and sidecar.get("score_norm"):
+        norm_label = sidecar["score_norm"] + (f"(top_n={sidecar['top_n']})" if sidecar.get("top_n") else "")
+    if calibrated is None:
+        calibrated = bool(sidecar.get("calibrated", False))
 
     rates = error_rates(tgt, non)
-    eer, eer_threshold = eer_from_rates(*rates)
+    eer_tie_aware, eer_threshold = eer_from_rates(*rates)
     dcf = {p: min_dcf_from_rates(*rates, p, c_miss, c_fa) for p in p_targets}
-    eer_kaldi, _ = kaldi_eer(tgt, non)
-    trials_lines = _count_lines(trials_path)
+    del rates
+    eer_kaldi, eer_kaldi_threshold = kaldi_eer(tgt, non)
+    eer = eer_tie_aware
+    if compat == "kaldi":
+        eer, eer_threshold = eer_kaldi, eer_kaldi_threshold
+        dcf = {p: kaldi_min_dcf(matched, labels, p, c_miss, c_fa) for p in p_targets}
+    calibration_metrics = None
+    if calibrated:
+        calibration_metrics = {"act_dcf": {p: act_dcf(tgt, non, p, c_miss, c_fa) for p in p_targets},
+                               "cllr": cllr(tgt, non), "min_cllr": min_cllr(tgt, non)}
     log.info("metrics of %d trials from %s in %.2f s", len(matched), trials_path, time.perf_counter() - start)
 
     echo = click.echo
-    echo(f"trials: {trials_path} ({trials_lines} lines): {tgt.size} target, {non.size} nontarget")
+    echo(f"trials: {trials_path} ({trials.num_lines} lines): {tgt.size} target, {non.size} nontarget")
     echo(f"scores: {scores_path}")
+    if backend_label or norm_label:
+        echo(f"back-end: {backend_label or 'unknown'}, score normalisation: {norm_label or 'unknown'}")
+    if compat == "kaldi":
+        echo("compat: kaldi (EER as compute-eer, minDCF as sid/compute_min_dcf.py)")
     echo(f"EER: {100 * eer:.2f} %")
     for p, (value, _) in dcf.items():
         echo(f"{_dcf_name(p, c_miss, c_fa)}: {value:.4f}")
     echo(f"EER threshold: {eer_threshold:.6f}")
     for p, (_, thr) in dcf.items():
         echo(f"{_dcf_name(p, c_miss, c_fa)} threshold: {thr:.6f}")
-    echo(f"EER (Kaldi compute-eer): {100 * eer_kaldi:.2f} %")
+    if compat == "kaldi":
+        echo(f"EER (tie-aware, interpolated): {100 * eer_tie_aware:.2f} %")
+    else:
+        echo(f"EER (Kaldi compute-eer): {100 * eer_kaldi:.2f} %")
+    if calibration_metrics is not None:
+        for p, (value, thr) in calibration_metrics["act_dcf"].items():
+            echo(f"{_dcf_name(p, c_miss, c_fa, 'actDCF')}: {value:.4f} (LLR threshold {thr:.4f})")
+        echo(f"Cllr: {calibration_metrics['cllr']:.4f} bits")
+        echo(f"min Cllr: {calibration_metrics['min_cllr']:.4f} bits")
 
     if out is not None:
         result = {
@@ -217,9 +275,23 @@ def command(scores_path: Path, trials_path: Path, p_targets: tuple[float, ...], 
             "c_miss": c_miss,
             "c_fa": c_fa,
             "eer_kaldi": 100 * eer_kaldi,
-            "trials_lines": trials_lines,
+            "trials_lines": trials.num_lines,
             "scores": str(scores_path),
+            "backend": backend_label,
+            "score_norm": norm_label,
+            "compat": compat,
+            "eer_method": "kaldi compute-eer" if compat == "kaldi" else "tie-aware, interpolated",
+            "eer_tie_aware": 100 * eer_tie_aware,
+            "calibrated": bool(calibrated),
         }
+        if calibration_metrics is not None:
+            result["act_dcf"] = {f"{p:g}": v for p, (v, _) in calibration_metrics["act_dcf"].items()}
+            result["act_dcf_threshold"] = {f"{p:g}": t for p, (_, t) in calibration_metrics["act_dcf"].items()}
+            result["cllr"] = calibration_metrics["cllr"]
+            result["min_cllr"] = calibration_metrics["min_cllr"]
+        if sidecar:
+            result["scoring"] = {k: sidecar.get(k) for k in ("backend_dir", "embeddings", "cohort", "cohort_size",
+                                                             "top_n", "calibration") if sidecar.get(k) is not None}
         write_text_atomic(out, json.dumps(result, indent=2) + "\n")
         log.info("wrote %s", out)
     if det is not None or hist is not None:
@@ -233,5 +305,7 @@ def command(scores_path: Path, trials_path: Path, p_targets: tuple[float, ...], 
         if hist is not None:
             thresholds = {"EER": eer_threshold}
             thresholds.update({_dcf_name(p, c_miss, c_fa): t for p, (_, t) in dcf.items()})
+            if calibration_metrics is not None:
+                thresholds.update({f"Bayes p_target={p:g}": t for p, (_, t) in calibration_metrics["act_dcf"].items()})
             plot_score_histogram(tgt, non, hist, thresholds=thresholds, title=f"Scores: {name} on {trials_path.name}")
             log.info("wrote %s", hist)

@@ -1,17 +1,61 @@
-"""`pyspeaker report`: one table of EER / minDCF for several systems (and RESULTS.md)."""
+"""``pyspeaker report``: one table of results (and ``RESULTS.md``), a row per (system, trials, back-end, norm).
+
+Each ``--system NAME=METRICS_JSON`` is one metrics.json from ``pyspeaker compute-metrics``; the
+table shows its trial list (with line count), back-end, score normalisation, EER, minDCF at every
+p_target found, and, for calibrated scores, actual DCF and Cllr. With ``--out`` the same table is
+written as Markdown, followed by the DET and histogram figures found next to each metrics.json.
+"""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def build_table(rows: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """``(header, lines, notes)`` for ``[(system name, metrics dict)]``."""
+    p_targets = list(dict.fromkeys(p for _, m in rows for p in m.get("min_dcf", {})))
+    calibrated = any(m.get("calibrated") for _, m in rows)
+    costs = sorted({(m.get("c_miss", 1.0), m.get("c_fa", 1.0)) for _, m in rows})
+    header = ["system", "trials", "back-end", "norm", "EER (%)"] + [f"minDCF (p_target={p})" for p in p_targets]
+    if calibrated:
+        header += [f"actDCF (p_target={p})" for p in p_targets] + ["Cllr", "min Cllr"]
+    header += ["targets", "non-targets"]
+    lines = []
+    for name, m in rows:
+        trials = m.get("trials", "-")
+        if m.get("trials_lines") is not None:
+            trials = f"{trials} ({m['trials_lines']} lines)"
+        eer = _fmt(m.get("eer"), ".2f") + (" (kaldi)" if m.get("compat") == "kaldi" else "")
+        line = [name, trials, m.get("backend") or "-", m.get("score_norm") or "-", eer]
+        line += [_fmt(m.get("min_dcf", {}).get(p), ".4f") for p in p_targets]
+        if calibrated:
+            line += [_fmt(m.get("act_dcf", {}).get(p), ".4f") for p in p_targets]
+            line += [_fmt(m.get("cllr"), ".4f"), _fmt(m.get("min_cllr"), ".4f")]
+        line += [str(m.get("num_target", "-")), str(m.get("num_nontarget", "-"))]
+        lines.append(line)
+    notes = [f"DCF costs: c_miss={c:g}, c_fa={f:g}; minDCF normalised by min(c_miss*p_target, c_fa*(1-p_target))."
+             for c, f in costs]
+    notes.append("EER: tie-aware, interpolated" + ("; '(kaldi)': Kaldi's compute-eer and minDCF as "
+                                                  "sid/compute_min_dcf.py" if any(m.get("compat") == "kaldi"
+                                                                                  for _, m in rows) else "") + ".")
+    return header, lines, notes
 
 
 @click.command(name="report")
 @click.option("--system", "systems", multiple=True, required=True, metavar="NAME=METRICS_JSON",
               help="A system's name and its metrics.json from compute-metrics (repeatable).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the table as Markdown here.")
-def command(systems, out):
-    """Print EER and minDCF of each system side by side (p_target shown in the header)."""
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table as Markdown here (e.g. exp/<name>/RESULTS.md), with the figures.")
+@click.option("--title", default="Results", show_default=True, help="Heading of the Markdown file.")
+def command(systems, out, title):
+    """Print one row per result (system, trials, back-end, norm) with p_target in the header."""
     import json
-    from pathlib import Path
 
     from pyspeaker.errors import DataError
     from pyspeaker.fileio import write_text_atomic
@@ -23,15 +67,25 @@ def command(systems, out):
         name, path = item.split("=", 1)
         if not Path(path).is_file():
             raise DataError("metrics file not found (run the metrics stage first)", path=path)
-        rows.append((name, json.loads(Path(path).read_text())))
-    p_targets = list(rows[0][1]["min_dcf"])
-    header = ["system", "EER (%)"] + [f"minDCF (p_target={p})" for p in p_targets] + ["targets", "non-targets", "trials"]
-    lines = [[name, f"{m['eer']:.2f}"] + [f"{m['min_dcf'][p]:.4f}" for p in p_targets]
-             + [str(m["num_target"]), str(m["num_nontarget"]), m["trials"]] for name, m in rows]
+        try:
+            rows.append((name, json.loads(Path(path).read_text()), Path(path)))
+        except json.JSONDecodeError as e:
+            raise DataError(f"not valid JSON ({e.msg})", path=path, line=e.lineno) from None
+    header, lines, notes = build_table([(n, m) for n, m, _ in rows])
     widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
     for r in [header] + lines:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     if out:
-        md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in lines]
-        write_text_atomic(out, "\n".join(md) + "\n")
+        md += [""] + [f"- {n}" for n in notes]
+        figures = []
+        base = Path(out).resolve().parent
+        for name, _, path in rows:
+            for png, what in (("det.png", "DET curve"), ("hist.png", "score histogram")):
+                fig = path.resolve().parent / png
+                if fig.is_file():
+                    figures.append(f"![{name}: {what}]({os.path.relpath(fig, base)})")
+        if figures:
+            md += ["", "## Figures", ""] + [f + "\n" for f in figures]
+        write_text_atomic(out, "\n".join(md).rstrip("\n") + "\n")

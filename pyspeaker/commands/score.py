@@ -1,4 +1,11 @@
-"""``pyspeaker score``: cosine-score a trial list into ``scores.txt`` (``<enroll> <test> <score>``)."""
+"""``pyspeaker score``: score a trial list into ``scores.txt`` (``<enroll> <test> <score>``, trial order).
+
+Back-end: cosine (optionally after subtracting a mean: ``--mean``/``--mean-from``), or whatever a
+back-end dir from ``pyspeaker train-backend`` holds (``--backend-dir``: cosine + mean, or
+LDA + PLDA). Optional score normalisation against a cohort (``--score-norm snorm|asnorm``) and
+linear calibration to log-likelihood ratios (``--calibration``). Next to the scores it writes
+``scores.json``, which says how they were made (read by ``pyspeaker compute-metrics``).
+"""
 from __future__ import annotations
 
 import time
@@ -63,39 +70,90 @@ def format_scores(enroll: list[str], test: list[str], scores) -> str:
 @click.option("--trials", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Trial list: Kaldi '<enroll> <test> [target|nontarget]' or VoxCeleb '<1|0> <p1> <p2>'.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output scores file, one '<enroll> <test> <score>' line per trial, in trial order.")
+              help="Output scores file, one '<enroll> <test> <score>' line per trial, in trial order "
+                   "(plus a scores.json sidecar describing how the scores were made).")
+@click.option("--backend-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Back-end trained by 'pyspeaker train-backend' (its backend.json says cosine or plda).")
 @click.option("--mean-from", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Embeddings whose average is subtracted before length normalisation (e.g. the training set).")
+              help="Cosine: embeddings whose average is subtracted before length normalisation (e.g. the training set).")
 @click.option("--mean", "mean_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Mean vector to subtract before length normalisation (.npy, or a Kaldi vector such as mean.vec).")
-def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: Path,
-            mean_from: Path | None, mean_file: Path | None) -> None:
-    """Cosine-score every trial and write scores.txt (atomically)."""
-    from pyspeaker.data.trials import read_trials
+              help="Cosine: mean vector to subtract before length normalisation (.npy, or a Kaldi vector such as mean.vec).")
+@click.option("--score-norm", type=click.Choice(["none", "snorm", "asnorm"]), default="none", show_default=True,
+              help="Score normalisation against the cohort: S-norm, or adaptive S-norm over the --top-n "
+                   "highest cohort scores (as WeSpeaker).")
+@click.option("--cohort", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Cohort embeddings for --score-norm (default: the back-end dir's cohort.h5, the training "
+                   "speakers' mean embeddings).")
+@click.option("--top-n", type=click.IntRange(1), default=300, show_default=True,
+              help="AS-norm: number of highest cohort scores used per embedding.")
+@click.option("--num-utts", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="PLDA: Kaldi num_utts.ark ('<enroll-id> <count>') for enroll embeddings that average "
+                   "several utterances (others count 1).")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="calibration.json from 'pyspeaker calibrate train': write calibrated scores (LLRs).")
+def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: Path, backend_dir: Path | None,
+            mean_from: Path | None, mean_file: Path | None, score_norm: str, cohort: Path | None, top_n: int,
+            num_utts: Path | None, calibration: Path | None) -> None:
+    """Score every trial with the chosen back-end and write scores.txt (atomically)."""
     from pyspeaker.errors import ConfigError
-    from pyspeaker.fileio import atomic_file
     from pyspeaker.log import setup_logging
-    from pyspeaker.scoring.cosine import score_trials
+    from pyspeaker.scoring.backend import CosineBackend, cohort_path, load_backend
+    from pyspeaker.scoring.lists import read_trial_codes
+    from pyspeaker.scoring.pipeline import (check_sidecar_free, read_num_utts, score_codes, write_scores,
+                                            write_sidecar)
     from pyspeaker.store.embeddings import load_embeddings
 
     setup_logging()
     if mean_from is not None and mean_file is not None:
         raise ConfigError("give --mean-from or --mean, not both")
+    if backend_dir is not None and (mean_from is not None or mean_file is not None):
+        raise ConfigError("give --backend-dir or a mean (--mean/--mean-from), not both: the back-end has its own mean")
+    check_sidecar_free(out)
     start = time.perf_counter()
-    trial_list = read_trials(trials)
+    trial_codes = read_trial_codes(trials)
     ids, matrix = load_embeddings(embeddings)
     test_ids = test_matrix = None
     if test_embeddings is not None:
         test_ids, test_matrix = load_embeddings(test_embeddings)
-    mean = load_mean(mean_file, mean_from)
+    meta = None
+    if backend_dir is not None:
+        backend, meta = load_backend(backend_dir)
+    else:
+        backend = CosineBackend(load_mean(mean_file, mean_from))
+    cohort_matrix = None
+    if score_norm != "none":
+        if cohort is None and backend_dir is not None:
+            cohort = cohort_path(backend_dir, meta)
+        if cohort is None:
+            raise ConfigError(f"--score-norm {score_norm} needs --cohort (or a --backend-dir with a cohort)")
+        _, cohort_matrix = load_embeddings(cohort)
+    counts = read_num_utts(num_utts, ids) if num_utts is not None else None
+    calib = None
+    if calibration is not None:
+        from pyspeaker.scoring.calibration import Calibration
+
+        calib = Calibration.load(calibration)
     loaded = time.perf_counter()
-    scores = score_trials(ids, matrix, trial_list, mean=mean, test_ids=test_ids, test_emb=test_matrix)
+    scores = score_codes(trial_codes, ids, matrix, test_ids=test_ids, test_emb=test_matrix, backend=backend,
+                         score_norm=score_norm, cohort=cohort_matrix, top_n=top_n, num_utts=counts, calibration=calib)
     scored = time.perf_counter()
-    text = format_scores(list(trial_list.enroll), list(trial_list.test), scores)
-    with atomic_file(out) as tmp:
-        tmp.write_text(text)
+    size = write_scores(out, trial_codes, scores)
+    write_sidecar(out, {
+        "scores": str(out), "num_trials": len(scores), "scores_bytes": size,
+        "trials": str(trials), "trials_lines": trial_codes.num_lines,
+        "embeddings": str(embeddings), "test_embeddings": None if test_embeddings is None else str(test_embeddings),
+        "backend": backend.label, "backend_type": backend.name,
+        "backend_dir": None if backend_dir is None else str(backend_dir),
+        "mean": str(mean_file or mean_from) if (mean_file or mean_from) else None,
+        "score_norm": score_norm, "top_n": top_n if score_norm == "asnorm" else None,
+        "cohort": None if cohort_matrix is None else str(cohort),
+        "cohort_size": None if cohort_matrix is None else int(len(cohort_matrix)),
+        "num_utts": None if num_utts is None else str(num_utts),
+        "calibration": None if calibration is None else str(calibration), "calibrated": calib is not None,
+    })
     done = time.perf_counter()
-    log.info("scored %d trials from %s with %d embeddings%s (load %.2f s, score %.2f s, write %.2f s) -> %s",
-             len(scores), trials, len(ids) + (len(test_ids) if test_ids is not None else 0),
-             ", mean subtracted" if mean is not None else "",
-             loaded - start, scored - loaded, done - scored, out)
+    norm_text = "" if score_norm == "none" else f", {score_norm}" + (f" (top {top_n})" if score_norm == "asnorm" else "")
+    log.info("scored %d trials from %s with %d embeddings, %s%s%s%s (load %.2f s, score %.2f s, write %.2f s) -> %s",
+             len(scores), trials, len(ids) + (len(test_ids) if test_ids is not None else 0), backend.label,
+             ", mean subtracted" if backend.name == "cosine" and backend.mean is not None else "", norm_text,
+             ", calibrated" if calib is not None else "", loaded - start, scored - loaded, done - scored, out)

@@ -1,8 +1,10 @@
 """Cosine scoring of trial lists, vectorised.
 
 Each trial's enroll and test ids are turned into row indices once (a dict lookup), the embeddings
-are mean-subtracted and L2-normalised once per side, and the scores are row-wise dot products of
-gathered rows, computed in chunks so that a million trials never materialise two [N, D] copies.
+are mean-subtracted and L2-normalised once per side, and the scores come from the shared kernel
+(:mod:`pyspeaker.scoring.kernel`: a matrix product for enroll x test grids, else row-wise dot
+products of gathered rows in chunks, so that a million trials never materialise two [N, D] copies).
+The ``pyspeaker score`` command uses :mod:`pyspeaker.scoring.backend`, which adds PLDA.
 """
 from __future__ import annotations
 
@@ -12,12 +14,10 @@ import numpy as np
 
 from pyspeaker.errors import DataError
 
-# rows gathered per chunk (per side) are capped at about this many float32 values (~32 MiB)
-_CHUNK_VALUES = 1 << 23
-# a full enroll x test score matrix is used when it has at most this many entries (64 MiB) ...
+# rows gathered per chunk (per side) are capped at about this many float32 values
+_CHUNK_VALUES = 1 << 18
+# a full enroll x test score matrix is used when it has at most this many entries (64 MiB)
 _MATRIX_MAX_ENTRIES = 1 << 24
-# ... and at most this many entries per trial: one BLAS product then beats gathering D values per trial
-_MATRIX_MAX_PER_TRIAL = 8
 
 
 class TrialsLike(Protocol):
@@ -96,20 +96,7 @@ def score_trials(ids: Sequence[str], emb: np.ndarray, trials: TrialsLike, *, mea
 
 def _cosine(enroll_unit: np.ndarray, test_unit: np.ndarray, enroll_rows: np.ndarray,
             test_rows: np.ndarray) -> np.ndarray:
-    n = len(enroll_rows)
-    if n == 0:
-        return np.empty(0, dtype=np.float32)
-    used_enroll, enroll_inv = np.unique(enroll_rows, return_inverse=True)
-    used_test, test_inv = np.unique(test_rows, return_inverse=True)
-    entries = used_enroll.size * used_test.size
-    if entries <= min(_MATRIX_MAX_ENTRIES, _MATRIX_MAX_PER_TRIAL * n):
-        # few distinct ids, many trials (e.g. every enroll model against every test segment)
-        matrix = enroll_unit[used_enroll] @ test_unit[used_test].T
-        return matrix[enroll_inv, test_inv].astype(np.float32, copy=False)
-    scores = np.empty(n, dtype=np.float32)
-    chunk = max(1, _CHUNK_VALUES // max(1, enroll_unit.shape[1]))
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        scores[start:stop] = np.einsum("ij,ij->i", enroll_unit[enroll_rows[start:stop]],
-                                       test_unit[test_rows[start:stop]])
-    return scores
+    from pyspeaker.scoring.kernel import pair_scores
+
+    return pair_scores(enroll_unit, test_unit, enroll_rows, test_rows, matrix_max_entries=_MATRIX_MAX_ENTRIES,
+                       chunk_values=_CHUNK_VALUES)

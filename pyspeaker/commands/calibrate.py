@@ -1,0 +1,112 @@
+"""``pyspeaker calibrate``: linear calibration of scores into log-likelihood ratios.
+
+``pyspeaker calibrate train`` fits ``llr = scale * score + offset`` by prior-weighted logistic
+regression on a calibration trial list (scores + labelled trials) and writes calibration.json;
+``pyspeaker calibrate apply`` rewrites a scores file with calibrated scores (the same lines, score
+field replaced), and ``pyspeaker score --calibration`` applies it while scoring.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group(name="calibrate")
+def command() -> None:
+    """Linear (logistic-regression) calibration: scores -> log-likelihood ratios."""
+
+
+@command.command(name="train")
+@click.option("--scores", "scores_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Scores of the calibration trials ('<enroll> <test> <score>', or WeSpeaker's with a label).")
+@click.option("--trials", "trials_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Labelled calibration trial list (Kaldi or VoxCeleb format).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output calibration.json (scale, offset, prior, counts).")
+@click.option("--p-target", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="Prior weighting the logistic regression (0.5 minimises Cllr).")
+def train(scores_path: Path, trials_path: Path, out: Path, p_target: float) -> None:
+    """Fit llr = scale * score + offset on labelled calibration trials."""
+    from pyspeaker.commands.compute_metrics import load_matched
+    from pyspeaker.log import get_logger, setup_logging
+    from pyspeaker.metrics import cllr
+    from pyspeaker.scoring.calibration import train_calibration
+
+    setup_logging()
+    matched, labels, _, _ = load_matched(scores_path, trials_path)
+    cal = train_calibration(matched[labels], matched[~labels], p_target=p_target)
+    cal.trials, cal.scores = str(trials_path), str(scores_path)
+    cal.save(out)
+    llr = cal.apply(matched)
+    get_logger("calibrate").info("calibration on %d target and %d non-target trials: llr = %.6g * score + %.6g "
+                                 "(Cllr %.4f bits on these trials) -> %s", cal.num_target, cal.num_nontarget,
+                                 cal.scale, cal.offset, cllr(llr[labels], llr[~labels]), out)
+    click.echo(f"scale: {cal.scale:.6g}")
+    click.echo(f"offset: {cal.offset:.6g}")
+
+
+def apply_to_file(scores_path: Path, out: Path, cal, precision: int = 6) -> tuple[int, int]:
+    """Rewrite a scores file with ``cal`` applied to its score field; returns ``(lines, bytes)``."""
+    import numpy as np
+
+    from pyspeaker.data.trials import _fields_per_line
+    from pyspeaker.errors import DataError
+    from pyspeaker.fileio import atomic_file
+    from pyspeaker.scoring.lists import _line_ends, _parse_floats, iter_blocks
+
+    n_fields = None
+    lines = 0
+    with atomic_file(out) as tmp:
+        with open(tmp, "wb") as f:
+            for block, first in iter_blocks(scores_path):
+                ends = _line_ends(block)
+                counts = _fields_per_line(block, ends)
+                present = np.flatnonzero(counts > 0)
+                if present.size == 0:
+                    continue
+                if n_fields is None:
+                    n_fields = int(counts[present[0]])
+                    if n_fields < 3:
+                        raise DataError(f"expected 3 fields '<enroll> <test> <score>', got {n_fields}",
+                                        path=scores_path, line=first + int(present[0]))
+                bad = present[counts[present] != n_fields]
+                if bad.size:
+                    raise DataError(f"expected {n_fields} fields like the first line, got {int(counts[bad[0]])}",
+                                    path=scores_path, line=first + int(bad[0]))
+                tokens = block.split()
+                values = cal.apply(_parse_floats(tokens[2::n_fields], scores_path, present + first))
+                tokens[2::n_fields] = [b"%.*f" % (precision, v) for v in values.tolist()]
+                m = len(present)
+                f.write((b" ".join([b"%s"] * n_fields) + b"\n") * m % tuple(tokens))
+                lines += m
+        if n_fields is None:
+            raise DataError("scores file is empty", path=scores_path)
+        size = tmp.stat().st_size
+    return lines, size
+
+
+@command.command(name="apply")
+@click.option("--scores", "scores_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Scores to calibrate (any layout with the score in field 3).")
+@click.option("--calibration", "calibration_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="calibration.json from 'pyspeaker calibrate train'.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output scores file (same lines, score replaced by the LLR) and its scores.json sidecar.")
+def apply(scores_path: Path, calibration_path: Path, out: Path) -> None:
+    """Write calibrated scores (log-likelihood ratios)."""
+    from pyspeaker.log import get_logger, setup_logging
+    from pyspeaker.scoring.calibration import Calibration
+    from pyspeaker.scoring.pipeline import check_sidecar_free, read_sidecar, write_sidecar
+
+    setup_logging()
+    check_sidecar_free(out)
+    cal = Calibration.load(calibration_path)
+    source = read_sidecar(scores_path) or {}
+    lines, size = apply_to_file(scores_path, out, cal)
+    write_sidecar(out, {**source, "scores": str(out), "num_trials": lines, "scores_bytes": size,
+                        "uncalibrated_scores": str(scores_path), "calibration": str(calibration_path),
+                        "calibrated": True})
+    get_logger("calibrate").info("calibrated %d scores (llr = %.6g * score + %.6g) -> %s", lines, cal.scale,
+                                 cal.offset, out)
