@@ -5,10 +5,11 @@
 #   1  features   steps/make_features.sh   -> features/<feat-id>/<set>/
 #   2  train      steps/train.sh           -> exp/<name>/{config.yaml,train.log,metrics.tsv,checkpoints/}
 #   3  embed      steps/extract.sh         -> <system>/embeddings/<set>/xvector.{h5,scp,ark}
-#   4  backend    steps/train_backend.sh   -> <system>/backend/
-#   5  score      steps/score.sh           -> <system>/scores/<trials>/scores.txt
-#   6  metrics    steps/compute_metrics.sh -> <system>/results/<trials>/{metrics.json,det.png,hist.png}
+#   4  backend    steps/train_backend.sh   -> <system>/backend/<backend>/
+#   5  score      steps/score.sh           -> <system>/scores/<trials>/<backend>_<norm>/scores.txt
+#   6  metrics    steps/compute_metrics.sh -> <system>/results/<trials>/<backend>_<norm>/{metrics.json,det.png,hist.png}
 #
+# Stages 4-6 run for every back-end in $backends and score normalisation in $score_norms.
 # Stages 3-6 run for two systems: the trained model (<system> = exp/<name>) and, for comparison,
 # the same network at its random initialisation (<system> = exp/<name>/untrained).
 set -euo pipefail
@@ -86,6 +87,7 @@ if run_stage 2; then
   log "training curve: $exp/metrics.tsv"
 fi
 
+report_args=()
 for sys in $systems; do
   IFS=: read -r sys_name sys_dir ckpt <<< "$sys"
   ckpt=$exp/$ckpt
@@ -100,24 +102,32 @@ for sys in $systems; do
     done
   fi
   if run_stage 4; then
-    log "stage 4: $backend back-end ($sys_name model)"
-    steps/train_backend.sh --backend "$backend" "$sys_dir/embeddings/$train_set" "$sys_dir/backend"
+    for be in $backends; do
+      log "stage 4: $be back-end ($sys_name model)"
+      steps/train_backend.sh --backend "$be" "$sys_dir/embeddings/$train_set" "data/$train_set/utt2spk" \
+        "$sys_dir/backend/$be"
+    done
   fi
-  if run_stage 5; then
-    log "stage 5: scoring $trials ($sys_name model)"
-    steps/score.sh --backend-dir "$sys_dir/backend" "$sys_dir/embeddings/$test_set" "$trials" \
-      "$sys_dir/scores/$trials_name"
-  fi
-  if run_stage 6; then
-    log "stage 6: metrics ($sys_name model)"
-    steps/compute_metrics.sh "$sys_dir/scores/$trials_name/scores.txt" "$trials" "$sys_dir/results/$trials_name" >&2
-  fi
+  for be in $backends; do
+    for norm in $score_norms; do
+      tag=${be}_$norm
+      if run_stage 5; then
+        log "stage 5: scoring $trials with $be, score norm $norm ($sys_name model)"
+        steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
+          "$sys_dir/embeddings/$test_set" "$trials" "$sys_dir/scores/$trials_name/$tag"
+      fi
+      if run_stage 6; then
+        log "stage 6: metrics of $trials_name/$tag ($sys_name model)"
+        steps/compute_metrics.sh "$sys_dir/scores/$trials_name/$tag/scores.txt" "$trials" \
+          "$sys_dir/results/$trials_name/$tag" >&2
+      fi
+      report_args+=(--system "$sys_name=$sys_dir/results/$trials_name/$tag/metrics.json")
+    done
+  done
 done
 
 if run_stage 6; then
-  log "results on $trials (trained model vs. the same network untrained):"
-  pyspeaker report --out "$exp/RESULTS.md" \
-    --system "trained=$exp/results/$trials_name/metrics.json" \
-    --system "untrained=$exp/untrained/results/$trials_name/metrics.json"
+  log "results on $trials (the trained model vs. the same network untrained), also in $exp/RESULTS.md:"
+  pyspeaker report --out "$exp/RESULTS.md" "${report_args[@]}"
 fi
 log "done"

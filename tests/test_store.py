@@ -90,3 +90,16 @@ def test_embeddings_h5_and_ark_agree_and_failed_write_keeps_old(tmp_path):
         write_embeddings(out, ["x"], emb)  # mismatched: nothing replaced
     assert load_embeddings(out)[0] == ["a", "b", "c"]
     assert [p.name for p in tmp_path.iterdir()] == ["emb"]
+
+
+def test_speaker_means_written_as_kaldi_ivector_mean(tmp_path):
+    ids = ["a1", "a2", "b1"]
+    emb = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.float32)
+    write_embeddings(tmp_path / "e", ids, emb, utt2spk={"a1": "a", "a2": "a", "b1": "b"})
+    spk = dict(kaldiio.load_scp(str(tmp_path / "e" / "spk_xvector.scp")).items())
+    np.testing.assert_array_equal(spk["a"], [2, 3])
+    np.testing.assert_array_equal(spk["b"], [5, 6])
+    assert (tmp_path / "e" / "num_utts.ark").read_text() == "a 2\nb 1\n"
+    assert (tmp_path / "e" / "utt2spk").read_text() == "a1 a\na2 a\nb1 b\n"
+    with pytest.raises(DataError, match="1 embeddings have no speaker in utt2spk .first: b1."):
+        write_embeddings(tmp_path / "e2", ids, emb, utt2spk={"a1": "a", "a2": "a"})

@@ -13,13 +13,13 @@ import click
 
 def speaker_labels(ids: list[str], utt2spk: Path) -> list[str]:
     """The speaker of each embedding id, from a Kaldi ``utt2spk`` file (or a dir holding one)."""
-    from pyspeaker.data.kaldi_dir import read_table
+    from pyspeaker.data import read_utt2spk
     from pyspeaker.errors import DataError
 
     path = utt2spk / "utt2spk" if utt2spk.is_dir() else utt2spk
     if not path.is_file():
         raise DataError("no utt2spk file here", path=utt2spk)
-    spk = {key: value for _, key, value in read_table(path, form="<utt> <speaker>")}
+    spk = read_utt2spk(path)
     missing = [u for u in ids if u not in spk]
     if missing:
         more = f" ({len(missing)} embeddings in all have none)" if len(missing) > 1 else ""

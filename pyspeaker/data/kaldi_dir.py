@@ -546,3 +546,8 @@ def split_data_dir(datadir: DataDir, nj: int) -> list[list[str]]:
 def read_voxceleb_train_list(path: str | os.PathLike) -> list[tuple[str, str]]:
     """A VoxCeleb train list, ``<speaker> <path>`` per line, as (speaker, path) pairs in file order."""
     return [(spk, wav) for _, spk, wav in read_table(path, form="<speaker> <path>")]
+
+
+def read_utt2spk(path: str | os.PathLike) -> dict[str, str]:
+    """A Kaldi ``utt2spk`` file as a dict (errors name the file and line)."""
+    return {key: value for _, key, value in read_table(path, form="<utt> <speaker>")}

@@ -14,8 +14,13 @@ from pyspeaker.errors import DataError
 from pyspeaker.fileio import atomic_dir
 
 
-def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndarray, ark: bool = True) -> None:
-    """Write ``xvector.h5`` (and ``xvector.scp/ark``) as a complete directory, atomically."""
+def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndarray, ark: bool = True,
+                     utt2spk: dict[str, str] | None = None) -> None:
+    """Write ``xvector.h5`` (and ``xvector.scp/ark``) as a complete directory, atomically.
+
+    With ``utt2spk`` also the speaker means as Kaldi's ``ivector-mean`` writes them:
+    ``spk_xvector.scp/ark`` (binary) and ``num_utts.ark`` (text: ``<spk> <count>``).
+    """
     import h5py
 
     from pyspeaker.store.kaldi_scp import write_ark_scp
@@ -33,6 +38,12 @@ def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndar
             f.create_dataset("embeddings", data=matrix)
         if ark:
             write_ark_scp(tmp, out_dir, "xvector", ((u, matrix[i]) for i, u in enumerate(ids)))
+        if utt2spk is not None:
+            speakers, means, counts = speaker_means(ids, matrix, utt2spk)
+            write_ark_scp(tmp, out_dir, "spk_xvector", zip(speakers, means))
+            (tmp / "num_utts.ark").write_text("".join(f"{s} {c}\n" for s, c in zip(speakers, counts)))
+            # Back-ends and score normalisation find the speakers next to the embeddings.
+            (tmp / "utt2spk").write_text("".join(f"{u} {utt2spk[u]}\n" for u in ids))
 
 
 def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
@@ -60,3 +71,16 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     ids = [k for k, _ in items]
     matrix = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for _, v in items])
     return ids, matrix
+
+
+def speaker_means(ids: list[str], matrix: np.ndarray, utt2spk: dict[str, str]) -> tuple[list[str], np.ndarray, list[int]]:
+    """Kaldi ``ivector-mean``: average the embeddings of each speaker (sorted speakers, with counts)."""
+    missing = [u for u in ids if u not in utt2spk]
+    if missing:
+        raise DataError(f"{len(missing)} embeddings have no speaker in utt2spk (first: {missing[0]})")
+    spk_of = np.array([utt2spk[u] for u in ids])
+    speakers, inverse, counts = np.unique(spk_of, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(speakers), matrix.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse, matrix)
+    return speakers.tolist(), (sums / counts[:, None]).astype(np.float32), counts.tolist()
+

@@ -17,7 +17,9 @@ train_config=conf/resnet34l_amsoftmax.yaml
 # A short schedule for a small corpus on two CPU cores (the config is the lab's full setting).
 train_overrides="train.max_epoch=12 data.crop_frames=100 data.batch_size=32 optim.lr=0.002 optim.lr_decay=0.85 optim.step_epochs=1 model.nOut=256 loss.margin=0.2"
 exp_name=resnet34l_amsoftmax
-backend=cosine
+backends="cosine plda"               # stage 4-6 back-ends: cosine (with training mean), plda (LDA + PLDA)
+score_norms="none asnorm"             # none, snorm, asnorm (cohort: training speaker means)
+asnorm_top_n=20                       # AS-norm cohort size (WeSpeaker uses 300 of 5994 VoxCeleb2 speakers)
 
 # Stage 0 of this recipe: generate the corpus and its Kaldi data dirs.
 prepare_data() {
