@@ -14,26 +14,43 @@ import click
 @click.option("--utt2spk", type=click.Path(dir_okay=False), default=None,
               help="Speakers of the utterances (default: the feature store's utt2spk): also write speaker means "
                    "spk_xvector.scp/ark and num_utts.ark as Kaldi's ivector-mean, and a copy of utt2spk.")
+@click.option("--eval-frames", type=click.IntRange(0), default=0, show_default=True,
+              help="voxceleb_trainer's evaluation mode: embed --num-eval evenly spaced crops of this many "
+                   "frames per utterance (0: the whole utterance). Keeps the crops for 'score --crop-scoring'.")
+@click.option("--num-eval", type=click.IntRange(1), default=10, show_default=True,
+              help="Crops per utterance with --eval-frames.")
+@click.option("--nj", type=click.IntRange(1), default=1, show_default=True,
+              help="Parallel jobs (each embeds a contiguous part of the utterances; one log per job).")
+@click.option("--cmd", default="local", show_default=True,
+              help="Job launcher with --nj: 'local', or a prefix such as 'srun --ntasks=1'.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
-def command(checkpoint, features, out_dir, utt2spk, device, threads, progress):
+@click.option("--job-range", hidden=True, default=None)
+@click.option("--job-out", hidden=True, type=click.Path(dir_okay=False), default=None)
+def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, cmd, device, threads, progress,
+            job_range, job_out):
     """Embed whole utterances (no random crop, no dither) with a trained model.
 
     The feature store must have been made with the same feature config as the training store.
+    The same utterance gets the same embedding whatever the batching or the number of jobs.
     """
+    import sys
+    import tempfile
     import time
     from pathlib import Path
 
+    import numpy as np
     import torch
 
+    from pyspeaker.data import read_utt2spk
     from pyspeaker.errors import DataError
     from pyspeaker.extraction import extract_store
     from pyspeaker.log import get_logger, setup_logging
+    from pyspeaker.parallel import run_jobs
     from pyspeaker.store.embeddings import write_embeddings
     from pyspeaker.store.features import FeatureStore
     from pyspeaker.training.checkpoint import model_from_checkpoint
-    from pyspeaker.data import read_utt2spk
     from pyspeaker.training.trainer import pick_device
 
     setup_logging()
@@ -45,10 +62,33 @@ def command(checkpoint, features, out_dir, utt2spk, device, threads, progress):
     if ckpt.get("feat_id") and store.feat_id and ckpt["feat_id"] != store.feat_id:
         raise DataError(f"features {store.feat_id} differ from the ones the model was trained on "
                         f"({ckpt['feat_id']}); make features with the training config", path=store.h5_path)
+    mode = dict(eval_frames=eval_frames or None, num_eval=num_eval)
+    if job_out:  # one job of a parallel run: embed utterances [lo, hi) into an .npz
+        lo, hi = map(int, job_range.split(":"))
+        result = extract_store(model, store, pick_device(device), progress=False, utts=range(lo, hi), **mode)
+        np.savez(job_out, emb=result[1], **({"crops": result[2]} if eval_frames else {}))
+        return
     t0 = time.time()
-    ids, emb = extract_store(model, store, pick_device(device), progress=progress)
+    if nj == 1:
+        result = extract_store(model, store, pick_device(device), progress=progress, **mode)
+        emb, crops = result[1], (result[2] if eval_frames else None)
+    else:
+        bounds = np.linspace(0, len(store), min(nj, len(store)) + 1).astype(int)
+        logs_dir = Path(out_dir).parent / "log"
+        with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as tmp:
+            parts = [Path(tmp) / f"part.{j}.npz" for j in range(1, len(bounds))]
+            jobs = [[sys.executable, "-m", "pyspeaker", "extract", "--checkpoint", str(checkpoint),
+                     "--features", str(features), "--out", str(out_dir), "--device", device, "--threads", "1",
+                     "--eval-frames", str(eval_frames), "--num-eval", str(num_eval),
+                     "--job-range", f"{bounds[j - 1]}:{bounds[j]}", "--job-out", str(p)]
+                    for j, p in enumerate(parts, 1)]
+            run_jobs(cmd, jobs, [logs_dir / f"extract.{Path(out_dir).name}.{j}.log" for j in range(1, len(bounds))])
+            loaded = [np.load(p) for p in parts]
+            emb = np.concatenate([z["emb"] for z in loaded])
+            crops = np.concatenate([z["crops"] for z in loaded]) if eval_frames else None
     spk_file = Path(utt2spk) if utt2spk else store.dir / "utt2spk"
     speakers = read_utt2spk(spk_file) if spk_file.is_file() else None
-    write_embeddings(out_dir, ids, emb, utt2spk=speakers)
-    log.info("%d embeddings of dim %d from %s (epoch %s) in %.1f s -> %s", len(ids), emb.shape[1], checkpoint,
-             ckpt.get("epoch"), time.time() - t0, out_dir)
+    write_embeddings(out_dir, list(store.ids), emb, utt2spk=speakers, crops=crops)
+    log.info("%d embeddings of dim %d from %s (epoch %s)%s in %.1f s -> %s", len(store), emb.shape[1], checkpoint,
+             ckpt.get("epoch"), f", {num_eval} crops of {eval_frames} frames each" if eval_frames else "",
+             time.time() - t0, out_dir)

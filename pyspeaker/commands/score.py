@@ -61,6 +61,18 @@ def format_scores(enroll: list[str], test: list[str], scores) -> str:
     return ("%s %s %.6f\n" * n) % tuple(values)
 
 
+def _crop_scores(trial_codes, embeddings: Path, test_embeddings: Path | None, calib):
+    from pyspeaker.scoring.crops import crop_scores
+    from pyspeaker.scoring.pipeline import embedding_rows
+    from pyspeaker.store.embeddings import load_crop_embeddings
+
+    ids, crops = load_crop_embeddings(embeddings)
+    test_ids, test_crops = (ids, crops) if test_embeddings is None else load_crop_embeddings(test_embeddings)
+    scores = crop_scores(crops, embedding_rows(trial_codes, trial_codes.enroll, ids, "enroll"),
+                         test_crops, embedding_rows(trial_codes, trial_codes.test, test_ids, "test"))
+    return scores if calib is None else calib.apply(scores)
+
+
 @click.command(name="score")
 @click.option("--embeddings", "embeddings", required=True, type=click.Path(exists=True, path_type=Path),
               help="Enroll embeddings: a dir with xvector.h5/xvector.scp, or an .h5/.scp/.ark file "
@@ -89,11 +101,14 @@ def format_scores(enroll: list[str], test: list[str], scores) -> str:
 @click.option("--num-utts", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="PLDA: Kaldi num_utts.ark ('<enroll-id> <count>') for enroll embeddings that average "
                    "several utterances (others count 1).")
+@click.option("--crop-scoring", is_flag=True,
+              help="voxceleb_trainer's score from per-crop embeddings (made with 'extract --eval-frames'): minus "
+                   "the mean distance between the normalised crops of the two sides. No back-end or norm.")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="calibration.json from 'pyspeaker calibrate train': write calibrated scores (LLRs).")
 def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: Path, backend_dir: Path | None,
             mean_from: Path | None, mean_file: Path | None, score_norm: str, cohort: Path | None, top_n: int,
-            num_utts: Path | None, calibration: Path | None) -> None:
+            num_utts: Path | None, crop_scoring: bool, calibration: Path | None) -> None:
     """Score every trial with the chosen back-end and write scores.txt (atomically)."""
     from pyspeaker.errors import ConfigError
     from pyspeaker.log import setup_logging
@@ -108,6 +123,8 @@ def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: P
         raise ConfigError("give --mean-from or --mean, not both")
     if backend_dir is not None and (mean_from is not None or mean_file is not None):
         raise ConfigError("give --backend-dir or a mean (--mean/--mean-from), not both: the back-end has its own mean")
+    if crop_scoring and (backend_dir or mean_from or mean_file or score_norm != "none" or num_utts):
+        raise ConfigError("--crop-scoring is voxceleb_trainer's own score: give no back-end, mean, norm or num-utts")
     check_sidecar_free(out)
     start = time.perf_counter()
     trial_codes = read_trial_codes(trials)
@@ -134,15 +151,21 @@ def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: P
 
         calib = Calibration.load(calibration)
     loaded = time.perf_counter()
-    scores = score_codes(trial_codes, ids, matrix, test_ids=test_ids, test_emb=test_matrix, backend=backend,
-                         score_norm=score_norm, cohort=cohort_matrix, top_n=top_n, num_utts=counts, calibration=calib)
+    if crop_scoring:
+        scores = _crop_scores(trial_codes, embeddings, test_embeddings, calib)
+    else:
+        scores = score_codes(trial_codes, ids, matrix, test_ids=test_ids, test_emb=test_matrix, backend=backend,
+                             score_norm=score_norm, cohort=cohort_matrix, top_n=top_n, num_utts=counts,
+                             calibration=calib)
     scored = time.perf_counter()
     size = write_scores(out, trial_codes, scores)
+    label = "voxceleb_trainer-crops" if crop_scoring else backend.label
     write_sidecar(out, {
         "scores": str(out), "num_trials": len(scores), "scores_bytes": size,
         "trials": str(trials), "trials_lines": trial_codes.num_lines,
         "embeddings": str(embeddings), "test_embeddings": None if test_embeddings is None else str(test_embeddings),
-        "backend": backend.label, "backend_type": backend.name,
+        "backend": label,
+        "backend_type": "crops" if crop_scoring else backend.name,
         "backend_dir": None if backend_dir is None else str(backend_dir),
         "mean": str(mean_file or mean_from) if (mean_file or mean_from) else None,
         "score_norm": score_norm, "top_n": top_n if score_norm == "asnorm" else None,
@@ -154,6 +177,6 @@ def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: P
     done = time.perf_counter()
     norm_text = "" if score_norm == "none" else f", {score_norm}" + (f" (top {top_n})" if score_norm == "asnorm" else "")
     log.info("scored %d trials from %s with %d embeddings, %s%s%s%s (load %.2f s, score %.2f s, write %.2f s) -> %s",
-             len(scores), trials, len(ids) + (len(test_ids) if test_ids is not None else 0), backend.label,
-             ", mean subtracted" if backend.name == "cosine" and backend.mean is not None else "", norm_text,
+             len(scores), trials, len(ids) + (len(test_ids) if test_ids is not None else 0), label,
+             ", mean subtracted" if not crop_scoring and backend.name == "cosine" and backend.mean is not None else "", norm_text,
              ", calibrated" if calib is not None else "", loaded - start, scored - loaded, done - scored, out)

@@ -15,11 +15,12 @@ from pyspeaker.fileio import atomic_dir
 
 
 def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndarray, ark: bool = True,
-                     utt2spk: dict[str, str] | None = None) -> None:
+                     utt2spk: dict[str, str] | None = None, crops: np.ndarray | None = None) -> None:
     """Write ``xvector.h5`` (and ``xvector.scp/ark``) as a complete directory, atomically.
 
     With ``utt2spk`` also the speaker means as Kaldi's ``ivector-mean`` writes them:
     ``spk_xvector.scp/ark`` (binary) and ``num_utts.ark`` (text: ``<spk> <count>``).
+    With ``crops`` [N, K, D] (voxceleb_trainer's evaluation mode) also the dataset ``crops`` in the HDF5.
     """
     import h5py
 
@@ -32,10 +33,13 @@ def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndar
     order = np.argsort(np.array(ids, dtype=object), kind="stable") if ids != sorted(ids) else None
     if order is not None:
         ids, matrix = [ids[i] for i in order], matrix[order]
+        crops = None if crops is None else crops[order]
     with atomic_dir(out_dir) as tmp:
         with h5py.File(tmp / "xvector.h5", "w") as f:
             f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
             f.create_dataset("embeddings", data=matrix)
+            if crops is not None:
+                f.create_dataset("crops", data=np.asarray(crops, dtype=np.float32))
         if ark:
             write_ark_scp(tmp, out_dir, "xvector", ((u, matrix[i]) for i, u in enumerate(ids)))
         if utt2spk is not None:
@@ -84,3 +88,18 @@ def speaker_means(ids: list[str], matrix: np.ndarray, utt2spk: dict[str, str]) -
     np.add.at(sums, inverse, matrix)
     return speakers.tolist(), (sums / counts[:, None]).astype(np.float32), counts.tolist()
 
+
+
+def load_crop_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """The per-crop embeddings [N, K, D] of an embeddings dir or xvector.h5 made with --eval-frames."""
+    import h5py
+
+    path = Path(path)
+    h5 = path / "xvector.h5" if path.is_dir() else path
+    if not h5.is_file():
+        raise DataError("no xvector.h5 here", path=path)
+    with h5py.File(h5, "r") as f:
+        if "crops" not in f:
+            raise DataError("these embeddings have no per-crop vectors: extract them with --eval-frames", path=h5)
+        ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
+        return ids, f["crops"][()]
