@@ -28,6 +28,7 @@ stop_stage=6
 force=false        # true: redo stages even when their outputs are complete
 nj=2               # parallel jobs for data preparation and features
 cmd=local          # job launcher for --nj jobs: local, or e.g. "srun --ntasks=1"
+validate_opts=""   # options of 'pyspeaker validate-data' at stage 0 (e.g. --no-check-audio)
 . "recipes/$recipe/config.sh"
 
 help_message="Usage: ./run.sh [--recipe NAME] [--stage N] [--stop-stage M] [--force true] [--<setting> VALUE ...]
@@ -36,7 +37,8 @@ Runs the speaker-verification recipe stages N..M (default 0..6):
   0 data, 1 features, 2 train, 3 embeddings, 4 back-end, 5 score, 6 metrics.
 A stage whose outputs are complete (for the same settings) is skipped; --force true redoes it.
 Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe' (recipes/$recipe/config.sh):
-$(grep -E '^[a-z_]+=' "recipes/$recipe/config.sh" | sed 's/^/  --/; s/=/ /' | tr '_' '-' | sed 's/ *#.*//')
+$(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
+  while IFS='=' read -r name value; do echo "  --${name//_/-} $value"; done)
   --nj $nj  --cmd $cmd"
 . utils/parse_options.sh
 [ $# -eq 0 ] || die "unexpected argument '$1' (see ./run.sh --help)"
@@ -55,7 +57,8 @@ if run_stage 0; then
     log "stage 0: data/ is up to date, skipping"
   else
     prepare_data >&2   # stdout of run.sh carries only the results table
-    for set in "$train_set" "$test_set"; do pyspeaker validate-data "data/$set"; done
+    # shellcheck disable=SC2086
+    for set in "$train_set" "$test_set"; do pyspeaker validate-data $validate_opts "data/$set"; done
     mark_done data/.done.prepare "$fp"
   fi
 fi

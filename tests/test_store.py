@@ -99,7 +99,8 @@ def test_speaker_means_written_as_kaldi_ivector_mean(tmp_path):
     spk = dict(kaldiio.load_scp(str(tmp_path / "e" / "spk_xvector.scp")).items())
     np.testing.assert_array_equal(spk["a"], [2, 3])
     np.testing.assert_array_equal(spk["b"], [5, 6])
-    assert (tmp_path / "e" / "num_utts.ark").read_text() == "a 2\nb 1\n"
+    assert (tmp_path / "e" / "num_utts.ark").read_text() == "a    2\nb    1\n"  # padded: kaldiio reads it
+    assert dict(kaldiio.load_ark(str(tmp_path / "e" / "num_utts.ark"))) == {"a": 2, "b": 1}
     assert (tmp_path / "e" / "utt2spk").read_text() == "a1 a\na2 a\nb1 b\n"
     with pytest.raises(DataError, match="1 embeddings have no speaker in utt2spk .first: b1."):
         write_embeddings(tmp_path / "e2", ids, emb, utt2spk={"a1": "a", "a2": "a"})

@@ -38,7 +38,6 @@ VOX1_TEST_SPEAKERS = frozenset(f"id{n}" for n in range(10270, 10310))
 SPEAKER_DIR = re.compile(r"id\d+")
 _SPACE = re.compile(r"\s")
 AUDIO_EXTS = (".wav", ".m4a")
-FFMPEG_PIPE = "{ffmpeg} -v 8 -i {path} -f wav -acodec pcm_s16le -ar {rate} - |"
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def scan_tree(root: str | os.PathLike, exts: Iterable[str] = AUDIO_EXTS, scan: S
     scan = scan if scan is not None else Scan()
     exts = tuple(exts)
     files = scan.files
-    for spk in _subdirs(os.fspath(root)):
+    for spk in _subdirs(os.path.abspath(root)):  # absolute paths for wav.scp
         if not SPEAKER_DIR.fullmatch(spk.name):
             scan.skipped.append(spk.path)
             continue
@@ -162,10 +161,11 @@ def _scan_roots(roots: list[Path], what: str) -> Scan:
 
 def wav_scp_entry(path: str, ffmpeg: str = "ffmpeg", sample_rate: int = 16000) -> str:
     """A wav.scp value: the path of a wav file, an ffmpeg pipe for anything else (m4a)."""
-    path = os.path.abspath(path)
+    if not os.path.isabs(path):
+        path = os.path.abspath(path)
     if path.endswith(".wav"):
         return path
-    return FFMPEG_PIPE.format(ffmpeg=ffmpeg, path=shlex.quote(path), rate=sample_rate)
+    return f"{ffmpeg} -v 8 -i {shlex.quote(path)} -f wav -acodec pcm_s16le -ar {sample_rate} - |"
 
 
 @dataclass

@@ -25,6 +25,7 @@ def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndar
     import h5py
 
     from pyspeaker.store.kaldi_scp import write_ark_scp
+    from pyspeaker.store.kaldi_vectors import write_num_utts
 
     out_dir = Path(out_dir)
     matrix = np.asarray(matrix, dtype=np.float32)
@@ -45,7 +46,7 @@ def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndar
         if utt2spk is not None:
             speakers, means, counts = speaker_means(ids, matrix, utt2spk)
             write_ark_scp(tmp, out_dir, "spk_xvector", zip(speakers, means))
-            (tmp / "num_utts.ark").write_text("".join(f"{s} {c}\n" for s, c in zip(speakers, counts)))
+            write_num_utts(tmp / "num_utts.ark", dict(zip(speakers, counts)))
             # Back-ends and score normalisation find the speakers next to the embeddings.
             (tmp / "utt2spk").write_text("".join(f"{u} {utt2spk[u]}\n" for u in ids))
 
@@ -68,8 +69,8 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
             return ids, f["embeddings"][()].astype(np.float32, copy=False)
     import kaldiio
 
-    reader = kaldiio.load_scp(str(path)) if path.suffix == ".scp" else kaldiio.load_ark(str(path))
-    items = list(reader.items())
+    # load_scp gives a mapping, load_ark a generator of (key, value) pairs
+    items = list(kaldiio.load_scp(str(path)).items()) if path.suffix == ".scp" else list(kaldiio.load_ark(str(path)))
     if not items:
         raise DataError("no embeddings in this file", path=path)
     ids = [k for k, _ in items]
