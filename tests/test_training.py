@@ -110,3 +110,99 @@ def test_train_and_extract_commands(speaker_store, tmp_path):
                   "--exp-dir", exp, "--set", "model.name=Nope")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown model 'Nope'; valid models: ResNetSE34L, ")
+
+
+def test_crop_mode_matches_voxceleb_trainer_rule_and_jobs(tmp_path, speaker_store):
+    from pyspeaker.extraction import crop_starts, eval_crops
+    from pyspeaker.scoring.crops import crop_scores
+    from pyspeaker.store.embeddings import load_crop_embeddings
+
+    assert crop_starts(50, 40, 10).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 10]
+    assert crop_starts(30, 40, 3).tolist() == [0, 0, 0]
+    short = np.arange(30, dtype=np.float32)[:, None]
+    assert eval_crops(short, 40, 2)[0, :, 0].tolist() == list(range(30)) + list(range(10))
+    torch.manual_seed(0)
+    model = build_model("ResNetSE34L", nOut=16, n_mels=20).eval()
+    store = FeatureStore(speaker_store)
+    ids, mean, crops = extract_store(model, store, eval_frames=40, num_eval=4, progress=False)
+    assert crops.shape == (24, 4, 16) and mean.shape == (24, 16)
+    direct = model(torch.from_numpy(eval_crops(store.read(3), 40, 4))).detach().numpy()
+    np.testing.assert_allclose(crops[3], direct, atol=1e-5)
+    # voxceleb_trainer's score: -mean(cdist(normalised rows)), checked against torch.cdist
+    a, b = torch.nn.functional.normalize(torch.from_numpy(crops[0]), dim=1), \
+        torch.nn.functional.normalize(torch.from_numpy(crops[5]), dim=1)
+    ref = -torch.cdist(a[None], b[None]).mean().item()
+    assert crop_scores(crops, np.array([0]), crops, np.array([5]))[0] == pytest.approx(ref, abs=1e-5)
+    # the command, in 2 jobs, gives the same vectors as in-process extraction
+    from pyspeaker.training.checkpoint import save_checkpoint
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "epoch": 0, "feat_id": "test_0000",
+                           "model_options": {"name": "ResNetSE34L", "nOut": 16, "n_mels": 20}})
+    run_cli("extract", "--checkpoint", ckpt, "--features", speaker_store, "--out", tmp_path / "emb",
+            "--eval-frames", "40", "--num-eval", "4", "--nj", "2", check=True)
+    ids2, crops2 = load_crop_embeddings(tmp_path / "emb")
+    assert ids2 == ids
+    np.testing.assert_allclose(crops2, crops, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["extract.emb.1.log", "extract.emb.2.log"]
+    assert (tmp_path / "emb" / "num_utts.ark").read_text().startswith("spk00    6\n")
+
+
+# (options, frames) small enough for quick CPU runs; VGGVox needs >= 40 mel bins and 64 frames
+MODEL_TINY = {
+    "ResNetSE34L": ({"n_mels": 24}, 32),
+    "ResNetSE34Half": ({"n_mels": 24}, 32),
+    "ResNetSE34V2": ({"n_mels": 24}, 32),
+    "VGGVox": ({"n_mels": 40}, 64),
+    "TDNN": ({"n_mels": 24, "hidden": 64, "stats_dim": 96}, 32),
+    "ECAPA-TDNN": ({"n_mels": 24, "channels": 64}, 32),
+}
+
+
+@pytest.mark.parametrize("name", list(MODEL_TINY))
+@pytest.mark.parametrize("pooling", ["SAP", "ASP", "TAP", "MAX", "STATS"])
+def test_every_model_and_pooling_trains_with_the_training_step(name, pooling):
+    """The trainer's step (SpeakerNet: network + loss, optimiser from the config): loss goes down."""
+    from pyspeaker.losses import build_loss
+    from pyspeaker.training.trainer import SpeakerNet, make_optimizer
+
+    torch.set_num_threads(1)
+    options, frames = MODEL_TINY[name]
+    torch.manual_seed(0)
+    cfg = load_config(None, ["optim.lr=0.005"])
+    net = SpeakerNet(build_model(name, nOut=8, encoder_type=pooling, **options), build_loss("softmax", 8, 4))
+    opt = make_optimizer(cfg, net.parameters())
+    feats = torch.randn(8, frames, options["n_mels"])
+    feats[4:, :, : options["n_mels"] // 2] += 1.0  # speakers that differ in their spectra
+    labels = torch.tensor([0, 1, 0, 1, 2, 3, 2, 3])
+    net.train()
+    losses = []
+    for _ in range(4):
+        loss, acc = net(feats, labels, 1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("conf,model_name,loss_name,n_per", [
+    ("resnet34l_amsoftmax.yaml", "ResNetSE34L", "amsoftmax", 1),
+    ("resnet34l_angleproto.yaml", "ResNetSE34L", "angleproto", 2),
+    ("resnet34v2_softmaxproto.yaml", "ResNetSE34V2", "softmaxproto", 2),
+    ("tdnn_softmax.yaml", "TDNN", "softmax", 1),
+    ("ecapa_aamsoftmax.yaml", "ECAPA-TDNN", "aamsoftmax", 1),
+])
+def test_lab_configs_load_and_build(conf, model_name, loss_name, n_per):
+    from conftest import REPO
+    from pyspeaker.losses import build_loss
+    from pyspeaker.training.trainer import model_options
+
+    cfg = load_config(REPO / "conf" / conf)
+    assert (cfg["model"]["name"], cfg["loss"]["name"], cfg["data"]["nPerSpeaker"]) == (model_name, loss_name, n_per)
+    waveform = bool(cfg["model"].get("waveform"))
+    model = build_model(**model_options(cfg, None if waveform else 40))
+    build_loss(nOut=cfg["model"]["nOut"], num_classes=10, **cfg["loss"])
+    if conf == "resnet34l_amsoftmax.yaml":
+        assert (cfg["loss"]["scale"], cfg["loss"]["margin"]) == (30, 0.3)
+    if waveform:  # ResNetSE34V2: 64 mel bins, log input, voxceleb_trainer's front-end
+        assert model.n_mels == 64 and model.log_input

@@ -5,20 +5,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pyspeaker.losses import flatten, top1_accuracy
 
-def top1_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(dim=1) == labels).float().mean() * 100.0
+__all__ = ["Softmax", "top1_accuracy"]
 
 
 class Softmax(nn.Module):
     utts_per_speaker = 1
+    max_utts_per_speaker = None
     test_normalize = True
+    has_margin = False
 
     def __init__(self, nOut: int, nClasses: int):
         super().__init__()
         self.fc = nn.Linear(nOut, nClasses)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """[rows, nOut] -> [rows, nClasses]."""
+        return self.fc(x)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor):
-        x = x.reshape(-1, x.shape[-1])
-        logits = self.fc(x)
+        x, labels = flatten(x, labels)
+        logits = self.logits(x)
         return F.cross_entropy(logits, labels), top1_accuracy(logits.detach(), labels)

@@ -1,13 +1,22 @@
-"""Checkpoints: everything needed to rebuild the model (and resume) in one atomic file."""
+"""Checkpoints: everything needed to rebuild the model (and resume) in one atomic file.
+
+Keys of a training checkpoint: ``model`` (state dict of the embedding network), ``model_options``
+(``build_model`` keywords), ``config``, ``speakers``, ``feat_id``, ``feat_config``, ``epoch``;
+epoch checkpoints add ``loss``, ``optimizer``, ``scheduler``, ``scaler``, ``rng`` (per process),
+``metrics`` (the metrics.tsv rows so far) and the validation results.
+"""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
 
 from pyspeaker.errors import DataError
 from pyspeaker.fileio import atomic_file
+
+EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
@@ -36,3 +45,67 @@ def model_from_checkpoint(path: str | os.PathLike):
     model.load_state_dict(ckpt["model"], strict=True)
     model.eval()
     return model, ckpt
+
+
+def epoch_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(epoch, path) of every ``epoch_NNNN.pt`` in ``ckpt_dir``, in epoch order."""
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := EPOCH_FILE.fullmatch(p.name))]
+    return sorted(found)
+
+
+def prune_checkpoints(ckpt_dir: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all but the last ``keep_last`` epoch checkpoints (0 = keep all); returns the deleted."""
+    if keep_last <= 0:
+        return []
+    old = [p for _, p in epoch_checkpoints(ckpt_dir)[:-keep_last]]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return old
+
+
+def average_states(states: list[dict]) -> dict:
+    """Element-wise mean of state dicts with the same keys; integer tensors (BatchNorm's
+    ``num_batches_tracked``) are taken from the last one."""
+    keys = list(states[-1])
+    for s in states[:-1]:
+        if list(s) != keys:
+            diff = sorted(set(s) ^ set(keys))
+            raise DataError(f"cannot average checkpoints of different models (key {diff[0] if diff else '?'})")
+    out = {}
+    for k in keys:
+        ref = states[-1][k]
+        if ref.is_floating_point():
+            if any(s[k].shape != ref.shape for s in states):
+                raise DataError(f"cannot average checkpoints of different models ({k} has different shapes)")
+            out[k] = (sum(s[k].double() for s in states) / len(states)).to(ref.dtype)
+        else:
+            out[k] = ref.clone()
+    return out
+
+
+def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) -> dict:
+    """Average the models (and loss weights) of ``paths`` into one checkpoint at ``out``.
+
+    The result has the keys of the last checkpoint that describe the model (model_options,
+    config, speakers, feat_id, ...), ``epoch`` of the last one and ``averaged_from``; optimiser and
+    scheduler states are left out (they belong to single checkpoints, not to an average).
+    """
+    if not paths:
+        raise DataError("no checkpoints to average")
+    ckpts = [load_checkpoint(p) for p in paths]
+    for p, c in zip(paths, ckpts):
+        if "model" not in c or "model_options" not in c:
+            raise DataError("not a pyspeaker training checkpoint (no 'model' / 'model_options')", path=p)
+        if c["model_options"] != ckpts[-1]["model_options"]:
+            raise DataError(f"model options differ from those of {paths[-1]}", path=p)
+    last = ckpts[-1]
+    state = {k: v for k, v in last.items() if k not in ("optimizer", "scheduler", "scaler", "rng", "loss", "model")}
+    state["model"] = average_states([c["model"] for c in ckpts])
+    if all("loss" in c for c in ckpts):
+        state["loss"] = average_states([c["loss"] for c in ckpts])
+    state["averaged_from"] = [os.fspath(p) for p in paths]
+    save_checkpoint(out, state)
+    return state

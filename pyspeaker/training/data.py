@@ -1,18 +1,41 @@
-"""Training examples: random fixed-length crops of stored features, labelled by speaker."""
+"""Training examples: random fixed-length crops labelled by speaker, from features or from audio.
+
+Sources (``load_train_data``):
+
+- a feature store (``--features``): the HDF5 store of make-features, or a Kaldi ``feats.scp``
+  (a data dir or store folder holding ``feats.scp`` + ``utt2spk``, or the scp file itself);
+- audio (``--data-dir``): a Kaldi data dir, cropped at random and turned into features on the
+  fly -- by a Kaldi feature config (``data.feat_conf``) or by the network's own waveform
+  front-end (``model.waveform: true``) -- with optional waveform augmentation.
+
+Datasets take a list of indices and return a whole batch (``feats``, ``labels``), so a DataLoader
+used with ``batch_size=None`` pays Python overhead once per batch, not once per crop. Crop
+positions and augmentation draws come from generators seeded by (seed, epoch, index): a crop
+does not depend on the batch it is in, the worker that makes it, or on a resumed run.
+"""
 from __future__ import annotations
 
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pyspeaker.errors import DataError
+from pyspeaker.errors import ConfigError, DataError
+from pyspeaker.log import get_logger
 from pyspeaker.store.features import FeatureStore
+
+log = get_logger(__name__)
+
+SPEED_FACTORS = (0.9, 1.0, 1.1)
 
 
 def read_utt2spk(path: Path) -> dict[str, str]:
     out = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         parts = line.split()
         if len(parts) != 2:
             raise DataError(f"expected '<utt> <spk>', got {line!r}", path=path, line=n)
@@ -27,10 +50,80 @@ def crop_frames(feats: np.ndarray, length: int, start: int) -> np.ndarray:
     return feats[start:start + length]
 
 
-class CropDataset(torch.utils.data.Dataset):
-    """Item ``i`` = (random crop of utterance i, speaker label); crops are seeded by (seed, epoch, i)."""
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The seeded shuffle of one epoch: the same (seed, epoch) always gives the same order."""
+    return np.random.default_rng((seed, epoch, 0x5EED)).permutation(n).tolist()
 
-    def __init__(self, store: FeatureStore, utt2spk: dict[str, str], crop: int, seed: int = 0):
+
+# ----------------------------------------------------------------------------- feature sources
+
+class KaldiFeatures:
+    """A Kaldi ``feats.scp`` read into memory, with the FeatureStore interface the trainer uses."""
+
+    def __init__(self, scp: str | os.PathLike):
+        import kaldiio
+
+        self.h5_path = Path(scp)  # the file to name in messages
+        self.dir = self.h5_path.parent
+        from pyspeaker.data.kaldi_dir import read_table
+
+        rows = read_table(self.h5_path, max_fields=None, rest_of_line=True, form="<utt> <ark:offset>")
+        entries = dict(sorted((utt, value) for _, utt, value in rows))
+        self.ids = list(entries)
+        mats = []
+        for utt, entry in entries.items():
+            try:
+                m = np.asarray(kaldiio.load_mat(entry), dtype=np.float32)
+            except Exception as e:  # kaldiio raises many kinds for a bad offset or file
+                raise DataError(f"cannot read features of {utt!r} ({entry}): {type(e).__name__}: {e}",
+                                path=self.h5_path) from None
+            if m.ndim != 2:
+                raise DataError(f"features of {utt!r} are not a matrix (shape {m.shape})", path=self.h5_path)
+            mats.append(m)
+        if not mats:
+            raise DataError("feats.scp is empty", path=self.h5_path)
+        dims = {m.shape[1] for m in mats}
+        if len(dims) > 1:
+            raise DataError(f"features of different dimensions in one scp: {sorted(dims)}", path=self.h5_path)
+        self.dim = dims.pop()
+        self.lengths = np.array([m.shape[0] for m in mats], dtype=np.int64)
+        self.offsets = np.r_[0, np.cumsum(self.lengths)]
+        self._data = np.concatenate(mats)
+        self.index = {u: i for i, u in enumerate(self.ids)}
+        manifest = self.dir / "manifest.json"
+        meta = {}
+        if manifest.is_file():
+            import json
+
+            meta = json.loads(manifest.read_text())
+        self.feat_id = str(meta.get("feat_id", "")) or "kaldi_" + hashlib.sha1(
+            str(self.h5_path.resolve()).encode()).hexdigest()[:8]
+        self.config = meta.get("config", {}) if isinstance(meta.get("config"), dict) else {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def read(self, i: int, start: int = 0, length: int | None = None) -> np.ndarray:
+        lo = int(self.offsets[i]) + start
+        hi = int(self.offsets[i + 1]) if length is None else lo + length
+        return self._data[lo:hi]
+
+
+def open_features(path: str | os.PathLike, in_memory: bool = True):
+    """A FeatureStore (``feats.h5``) or, where there is none, a Kaldi ``feats.scp`` (KaldiFeatures)."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".scp":
+        return KaldiFeatures(path)
+    if path.is_dir() and not (path / "feats.h5").is_file() and (path / "feats.scp").is_file():
+        return KaldiFeatures(path / "feats.scp")
+    return FeatureStore(path, in_memory=in_memory)
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random crops of stored features. Item ``i`` = (crop of utterance i, speaker label); a list of
+    indices gives a batch ([n, crop, dim] tensor, [n] labels). Crops are seeded by (seed, epoch, i)."""
+
+    def __init__(self, store, utt2spk: dict[str, str], crop: int, seed: int = 0):
         missing = [u for u in store.ids if u not in utt2spk]
         if missing:
             raise DataError(f"{len(missing)} utterances of the store have no speaker (first: {missing[0]})",
@@ -49,17 +142,264 @@ class CropDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.store)
 
-    def __getitem__(self, i: int):
+    def start(self, i: int) -> int:
         n = int(self.store.lengths[i])
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        start = int(rng.integers(0, max(n - self.crop, 0) + 1))
-        if n >= self.crop:
-            feats = self.store.read(i, start, self.crop)
+        return int(rng.integers(0, max(n - self.crop, 0) + 1))
+
+    def _one(self, i: int) -> np.ndarray:
+        if int(self.store.lengths[i]) >= self.crop:
+            return self.store.read(i, self.start(i), self.crop)
+        return crop_frames(self.store.read(i), self.crop, 0)
+
+    def __getitem__(self, i):
+        if isinstance(i, (list, tuple, np.ndarray)):
+            return self.batch(i)
+        return torch.from_numpy(np.ascontiguousarray(self._one(i))), int(self.labels[i])
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = [int(i) for i in indices]
+        data = getattr(self.store, "_data", None)
+        long = [k for k, i in enumerate(indices) if int(self.store.lengths[i]) >= self.crop]
+        if data is not None and len(long) == len(indices):
+            # one gather for the whole batch instead of a slice per crop
+            firsts = np.array([int(self.store.offsets[i]) + self.start(i) for i in indices], dtype=np.int64)
+            feats = data[firsts[:, None] + np.arange(self.crop)]
         else:
-            feats = crop_frames(self.store.read(i), self.crop, 0)
-        return torch.from_numpy(np.ascontiguousarray(feats)), int(self.labels[i])
+            feats = np.stack([self._one(i) for i in indices])
+        return torch.from_numpy(feats), torch.from_numpy(self.labels[indices])
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The seeded shuffle of one epoch: the same (seed, epoch) always gives the same order."""
-    return np.random.default_rng((seed, epoch, 0x5EED)).permutation(n).tolist()
+# ----------------------------------------------------------------------------- audio
+
+def samples_for_frames(extractor, frames: int) -> int:
+    """The fewest samples from which ``extractor`` makes at least ``frames`` frames."""
+    cfg = extractor.cfg
+    lo, hi = max(1, (frames - 1) * cfg.window_shift), (frames + 1) * cfg.window_shift + cfg.padded_window_size
+    while lo < hi:  # num_frames grows with the number of samples
+        mid = (lo + hi) // 2
+        if extractor.num_frames(mid) >= frames:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@dataclass
+class _Entry:
+    wav: str                   # wav.scp entry of the recording
+    line: int | None           # its wav.scp line (for messages)
+    segment: tuple[float, float] | None = None
+
+
+class AudioCropDataset(torch.utils.data.Dataset):
+    """Random crops of audio from a Kaldi data dir, made into network inputs on the fly.
+
+    ``feature_cfg`` given: Kaldi-style features [n, crop_frames, dim]; None: raw waveform crops
+    [n, samples] of voxceleb_trainer's length (frames * 160 + 240) for a waveform model.
+    ``speed_perturb`` adds 0.9x and 1.1x speed copies of every utterance as new speakers.
+    """
+
+    def __init__(self, datadir, crop: int, seed: int = 0, feature_cfg=None, augment=None,
+                 speed_perturb: bool = False, sample_rate: int = 16000):
+        from pyspeaker.models.frontend import crop_samples
+
+        self.datadir_path = datadir.path
+        self.crop = int(crop)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.feature_cfg = feature_cfg
+        self.augment = augment
+        self.sample_rate = int(feature_cfg.sample_frequency) if feature_cfg is not None else int(sample_rate)
+        self._extractor = None
+        self._extractor_pid = None
+        wav_path = datadir.file("wav.scp")
+        self.entries: dict[str, _Entry] = {}
+        for utt in datadir.utts:
+            if datadir.segments is not None:
+                if utt not in datadir.segments:
+                    raise DataError(f"utterance {utt!r} has no audio: it is not in segments", path=datadir.file("segments"))
+                rec, start, end = datadir.segments[utt]
+                seg = (start, end)
+            else:
+                rec, seg = utt, None
+            if rec not in datadir.wav_scp:
+                raise DataError(f"no wav.scp entry for recording {rec!r}", path=wav_path)
+            self.entries[utt] = _Entry(datadir.wav_scp[rec], datadir.line_of("wav.scp", rec), seg)
+        factors = SPEED_FACTORS if speed_perturb else (1.0,)
+        self.items: list[tuple[str, float]] = [(u, f) for f in factors for u in datadir.utts]
+        names = [self._speaker(datadir.utt2spk[u], f) for u, f in self.items]
+        self.speakers = sorted(set(names))
+        index = {s: i for i, s in enumerate(self.speakers)}
+        self.labels = np.array([index[s] for s in names], dtype=np.int64)
+        if feature_cfg is None:
+            self.need = crop_samples(self.crop)
+        else:
+            self.need = samples_for_frames(self.extractor, self.crop)
+
+    @staticmethod
+    def _speaker(spk: str, factor: float) -> str:
+        return spk if factor == 1.0 else f"sp{factor:g}-{spk}"  # Kaldi's perturb_data_dir_speed.sh names
+
+    @property
+    def extractor(self):
+        """One FeatureExtractor per process (it is not thread-safe and holds work buffers)."""
+        if self._extractor is None or self._extractor_pid != os.getpid():
+            from pyspeaker.features import FeatureExtractor
+
+            self._extractor = FeatureExtractor(self.feature_cfg)
+            self._extractor_pid = os.getpid()
+        return self._extractor
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_extractor"] = None
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def read_crop(self, utt: str, length: int, rng: np.random.Generator) -> np.ndarray:
+        """``length`` samples from a random point of ``utt`` (wrapped around when shorter)."""
+        e = self.entries[utt]
+        wav_scp = os.path.join(self.datadir_path, "wav.scp")
+        if e.segment is None and os.path.isfile(e.wav):
+            import soundfile
+
+            try:
+                with soundfile.SoundFile(e.wav) as f:
+                    if f.samplerate != self.sample_rate:
+                        raise DataError(f"sample rate {f.samplerate} Hz, expected {self.sample_rate} Hz: {e.wav}",
+                                        path=wav_scp, line=e.line)
+                    total = f.frames
+                    if total > length:
+                        f.seek(int(rng.integers(0, total - length + 1)))
+                        x = f.read(length, dtype="float32", always_2d=True)[:, 0]
+                    else:
+                        x = f.read(dtype="float32", always_2d=True)[:, 0]
+            except RuntimeError as err:  # libsndfile
+                raise DataError(f"cannot decode audio from {e.wav!r}: {err}", path=wav_scp, line=e.line) from None
+        else:
+            from pyspeaker.audio import load_audio
+
+            start, end = e.segment if e.segment is not None else (0.0, None)
+            x, _ = load_audio(e.wav, path_for_errors=wav_scp, line=e.line, expected_sample_rate=self.sample_rate,
+                              start=start, end=end)
+            if len(x) > length:
+                first = int(rng.integers(0, len(x) - length + 1))
+                x = x[first:first + length]
+        if len(x) == 0:
+            raise DataError(f"no audio in {e.wav!r}", path=wav_scp, line=e.line)
+        if len(x) < length:
+            x = np.resize(x, length)  # wrap around, as voxceleb_trainer pads short files
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def waveform(self, i: int) -> np.ndarray:
+        """The (speed-perturbed, augmented) waveform crop of item ``i``: ``self.need`` samples."""
+        from pyspeaker.training.augment import speed_perturb
+
+        utt, factor = self.items[i]
+        rng = np.random.default_rng((self.seed, self.epoch, i, 7))
+        if factor == 1.0:
+            wav = self.read_crop(utt, self.need, rng)
+        else:
+            wav = speed_perturb(self.read_crop(utt, int(math.ceil(self.need * factor)) + 16, rng), factor,
+                                self.sample_rate)
+            wav = np.resize(wav, self.need) if len(wav) < self.need else wav[:self.need]
+        if self.augment is not None:
+            wav = self.augment(wav, rng)
+        return wav
+
+    def __getitem__(self, i):
+        if isinstance(i, (list, tuple, np.ndarray)):
+            return self.batch(i)
+        feats, labels = self.batch([i])
+        return feats[0], int(labels[0])
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = [int(i) for i in indices]
+        waves = [self.waveform(i) for i in indices]
+        labels = torch.from_numpy(self.labels[indices])
+        if self.feature_cfg is None:
+            return torch.from_numpy(np.stack(waves)), labels
+        feats = self.extractor.batch(waves, self.sample_rate)
+        return torch.from_numpy(np.stack([crop_frames(f, self.crop, 0) for f in feats])), labels
+
+
+# ----------------------------------------------------------------------------- what the trainer gets
+
+@dataclass
+class TrainData:
+    dataset: torch.utils.data.Dataset
+    labels: np.ndarray           # speaker index of every item
+    speakers: list[str]
+    source: Path                 # the store or data dir (for messages)
+    feat_dim: int | None         # None: raw waveform input
+    feat_id: str
+    feat_config: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def feature_config_from(cfg: dict):
+    from pyspeaker.features import load_feature_config
+
+    d = cfg["data"]
+    return load_feature_config(d["feat_conf"], vad_conf=d["vad_conf"], vad=bool(d["vad"]), cmn=d["cmn"])
+
+
+def load_train_data(cfg: dict, features: str | os.PathLike | None = None,
+                    data_dir: str | os.PathLike | None = None) -> TrainData:
+    """The training set as configured: crops of a feature store, or of audio made into features."""
+    d, a = cfg["data"], cfg["augment"]
+    seed, crop = int(cfg["train"]["seed"]), int(d["crop_frames"])
+    waveform = bool(cfg["model"].get("waveform", False))
+    wants_audio = [k for k in ("noise_dir", "rir_dir") if a[k]] + (["speed_perturb"] if a["speed_perturb"] else [])
+    if (features is None) == (data_dir is None):
+        raise ConfigError("give the training data as a feature store (--features) or as a data dir (--data-dir)")
+    if features is not None:
+        if waveform:
+            raise ConfigError("model.waveform needs audio: train from a data dir (--data-dir) instead of "
+                              f"the feature store {features}")
+        if wants_audio:
+            raise ConfigError(f"augment.{wants_audio[0]} changes the waveform: train from a data dir (--data-dir) "
+                              f"instead of the feature store {features}")
+        if d["feat_conf"]:
+            raise ConfigError(f"data.feat_conf is for training from audio; the feature store {features} has its "
+                              "features already")
+        store = open_features(features, in_memory=bool(d["in_memory"]))
+        utt2spk_path = store.dir / "utt2spk"
+        if not utt2spk_path.is_file():
+            raise DataError("feature store has no utt2spk (was it made by make-features?)", path=utt2spk_path)
+        dataset = CropDataset(store, read_utt2spk(utt2spk_path), crop, seed)
+        n_mels = cfg["model"].get("n_mels")
+        if n_mels is not None and int(n_mels) != store.dim:
+            raise ConfigError(f"model.n_mels is {n_mels} but the features in {features} have {store.dim} dimensions "
+                              "(the feature dimension comes from the store: leave model.n_mels unset)")
+        return TrainData(dataset, dataset.labels, dataset.speakers, Path(features), store.dim, store.feat_id,
+                         dict(store.config), f"feature store {features}")
+
+    from pyspeaker.data.kaldi_dir import DataDir
+    from pyspeaker.training.augment import WaveAugment
+
+    datadir = DataDir.load(data_dir)
+    if not waveform and not d["feat_conf"]:
+        raise ConfigError("training from audio needs a feature config (--set data.feat_conf=conf/fbank.conf) or "
+                          "the network's waveform front-end (--set model.waveform=true)")
+    feature_cfg = None if waveform else feature_config_from(cfg)
+    augment = WaveAugment(a, 16000 if feature_cfg is None else int(feature_cfg.sample_frequency)) \
+        if (a["noise_dir"] or a["rir_dir"]) else None
+    dataset = AudioCropDataset(datadir, crop, seed, feature_cfg, augment, bool(a["speed_perturb"]))
+    if feature_cfg is None:
+        feat_dim, feat_id, feat_config = None, "waveform", {"waveform": True}
+        what = "waveform front-end in the network"
+    else:
+        feat_dim, feat_id, feat_config = feature_cfg.dim, feature_cfg.feat_id(), feature_cfg.to_dict()
+        what = f"features {feat_id} computed on the fly"
+    extras = [augment.describe()] if augment is not None else []
+    if a["speed_perturb"]:
+        extras.append("speed perturbation 0.9/1.0/1.1")
+    desc = f"audio of {data_dir} ({what}{'; ' + '; '.join(extras) if extras else ''})"
+    return TrainData(dataset, dataset.labels, dataset.speakers, Path(data_dir), feat_dim, feat_id, feat_config, desc)
