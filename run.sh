@@ -58,7 +58,7 @@ if run_stage 0; then
   else
     prepare_data >&2   # stdout of run.sh carries only the results table
     # shellcheck disable=SC2086
-    for set in "$train_set" "$test_set"; do pyspeaker validate-data $validate_opts "data/$set"; done
+    for set in "$train_set" "$test_set"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
     mark_done data/.done.prepare "$fp"
   fi
 fi
