@@ -3,9 +3,11 @@
 
 Setting (the issue's): ResNetSE34L + SAP, nOut 512, 40 mel bins, AM-softmax (scale 30, margin 0.3),
 2 s crops (200 frames), batch 32, CPU, 2 torch threads, Adam. Every variant runs in its own fresh
-process (peak memory = that process's ru_maxrss, plus the largest DataLoader worker's), the
-variants are interleaved, and each one's best window of steps over the rounds is reported -- the
-machine is shared, so the best of several short windows is the least disturbed figure.
+process. Peak memory is the largest proportional set size (PSS) of the process and its DataLoader
+workers together, sampled every 0.1 s (shared pages counted once), next to the main process's
+ru_maxrss. The variants are interleaved, and each one's best window of steps over the rounds is
+reported with the median: the machine is shared, so the best of several short windows is the
+least disturbed figure.
 
 Variants:
   baseline   voxceleb_trainer's training step, re-implemented: its DataLoader (5 workers, the
@@ -14,18 +16,20 @@ Variants:
              waveform front-end inside (torchaudio MelSpectrogram, log, instance norm) and the
              same ResNetSE34L; data [batch, nPerSpeaker, samples] is reshaped for the model and
              the output reshaped back; Adam with PyTorch's CPU defaults.
+  baseline-passive   the baseline with OMP_WAIT_POLICY=PASSIVE, to show how much of the
+             difference is that setting alone (``pyspeaker train`` sets it; the pyspeaker
+             variants below run with it).
   store      pyspeaker from the feature store (HDF5 log-mel, in memory): batch crops gathered in
-             one numpy index operation, SpeakerNet + the trainer's optimiser settings.
+             one numpy index operation, SpeakerNet + the trainer's CPU settings (channels_last,
+             denormals flushed).
   audio      pyspeaker from audio: the same WAVs, random crops read by seeking (no full decode),
              log-mel (conf/logmel.conf, voxceleb_trainer's front-end) computed in 1 DataLoader
              worker, batched per step.
   waveform   pyspeaker from audio with the network's own waveform front-end (model.waveform):
              identical network and inputs to the baseline, pyspeaker's data path and step.
 
-  baseline-passive   the baseline with OMP_WAIT_POLICY=PASSIVE, to show how much of the difference
-             is that setting alone (``pyspeaker train`` sets it; the pyspeaker variants here run with it).
-
-Usage: python bench/train_throughput.py [--rounds 3] [--steps 6] [--out bench/results/train_throughput.json]
+Usage: python bench/train_throughput.py [--rounds 3] [--windows 2] [--steps 6]
+                                        [--out bench/results/train_throughput.json]
 """
 from __future__ import annotations
 
@@ -262,17 +266,55 @@ def _time_windows(batches, step, steps: int, windows: int) -> list[float]:
     return rates
 
 
+def _tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its descendants (shared pages counted once)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in open(f"/proc/{p}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in open(f"/proc/{p}/task/{task}/children").read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+class _PeakPss:
+    """Samples the process tree's PSS every 0.1 s in a thread; ``peak`` is the largest seen."""
+
+    def __init__(self):
+        import threading
+
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, _tree_pss_mb(os.getpid()))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def child(variant: str, paths: dict, steps: int, windows: int) -> dict:
     import torch
 
     torch.set_num_threads(THREADS)
     t0 = time.time()
+    pss = _PeakPss()
     rates = run_baseline(paths, steps, windows) if variant.startswith("baseline") else \
         run_pyspeaker(paths, variant, steps, windows)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"variant": variant, "crops_per_s": rates, "peak_rss_mb": own, "peak_worker_rss_mb": kids,
-            "seconds": time.time() - t0}
+            "peak_total_pss_mb": pss.stop(), "seconds": time.time() - t0}
 
 
 def main() -> None:
@@ -309,13 +351,15 @@ def main() -> None:
                 results[v].append(res)
                 print(f"round {r + 1} {v:16s} best {max(res['crops_per_s']):6.1f} crops/s  "
                       f"(windows {', '.join(f'{x:.1f}' for x in res['crops_per_s'])}; load {load:.2f})  "
-                      f"peak RSS {res['peak_rss_mb']:.0f} MB, worker {res['peak_worker_rss_mb']:.0f} MB", flush=True)
+                      f"peak RSS {res['peak_rss_mb']:.0f} MB, worker {res['peak_worker_rss_mb']:.0f} MB, "
+                      f"all processes {res['peak_total_pss_mb']:.0f} MB", flush=True)
     summary = {}
     for v, runs in results.items():
         summary[v] = {"best_crops_per_s": max(max(r["crops_per_s"]) for r in runs),
                       "median_crops_per_s": sorted(x for r in runs for x in r["crops_per_s"])[
                           len(runs) * len(runs[0]["crops_per_s"]) // 2],
                       "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                      "peak_total_pss_mb": max(r["peak_total_pss_mb"] for r in runs),
                       "peak_worker_rss_mb": max(r["peak_worker_rss_mb"] for r in runs)}
     print("\nResNetSE34L + SAP, AM-softmax, batch 32 x 2 s crops, CPU, 2 threads "
           f"({args.rounds} rounds x {args.windows} windows of {args.steps} steps; best window):")
@@ -323,7 +367,8 @@ def main() -> None:
     for v, s in summary.items():
         ratio = f"  {s['best_crops_per_s'] / base:.2f}x baseline" if base and v != "baseline" else ""
         print(f"  {v:16s} {s['best_crops_per_s']:6.1f} crops/s (median {s['median_crops_per_s']:.1f})  "
-              f"peak RSS {s['peak_rss_mb']:.0f} MB (+ worker {s['peak_worker_rss_mb']:.0f} MB){ratio}")
+              f"peak memory {s['peak_total_pss_mb']:.0f} MB (PSS, all processes; main RSS {s['peak_rss_mb']:.0f} MB)"
+              f"{ratio}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"setting": {"model": "ResNetSE34L", "encoder": "SAP", "batch": BATCH, "frames": FRAMES,

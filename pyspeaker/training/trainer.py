@@ -279,7 +279,7 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
         schedule.load_state_dict(ckpt.get("scheduler", {}))
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-        rows = [header] + [r for r in ckpt.get("metrics", [])[1:]]
+        rows = [header] + [_fit_row(r, validator is not None) for r in ckpt.get("metrics", [])[1:]]
         best_eer = float(ckpt.get("best_valid_eer", float("inf")))
         start_epoch = int(ckpt["epoch"]) + 1
         rng = ckpt.get("rng") or []
@@ -392,6 +392,15 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
         log.info("wrote %s", final)
     distributed.barrier(info)
     return final
+
+
+def _fit_row(row: str, with_valid: bool) -> str:
+    """A metrics row of an earlier run with the validation columns added or removed as now."""
+    cells = row.rstrip("\n").split("\t")[:5]
+    if with_valid:
+        old = row.rstrip("\n").split("\t")[5:7]
+        cells += old if len(old) == 2 else ["nan", "nan"]
+    return "\t".join(cells) + "\n"
 
 
 def _progress_bar(loader, epoch: int, max_epoch: int, progress: bool | None):
