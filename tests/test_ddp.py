@@ -45,3 +45,12 @@ def test_two_cpu_processes_see_disjoint_data_and_end_identical(tmp_path, speaker
     assert final["epoch"] == 2 and final["world_size"] == 2 and len(final["rng"]) == 2
     model, _ = model_from_checkpoint(exp / "checkpoints" / "final.pt")
     assert model(torch.randn(2, 40, 20)).shape == (2, 16)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the check would run for minutes")
+def test_gpu_check_says_so_without_a_gpu():
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check"

@@ -399,3 +399,29 @@ def test_voxceleb_trainer_flag_aliases(tmp_path, speaker_store):
     bad = CliRunner().invoke(cli, ["train", "--features", str(speaker_store), "--save_path", str(tmp_path / "x"),
                                    "--n_mels", "64"])
     assert "model.n_mels is 64 but the features" in str(bad.exception)
+
+
+def test_fsdd_four_training_speakers_train_with_a_classification_loss(tmp_path):
+    """Real recordings (FSDD, 8 kHz): 4 training speakers, a batch size meant for VoxCeleb."""
+    from conftest import SHARED
+
+    fsdd = SHARED / "corpora" / "fsdd" / "recordings"
+    if not fsdd.is_dir():
+        pytest.skip("FSDD recordings not available")
+    data = tmp_path / "fsdd_train"
+    data.mkdir()
+    utts = {f"{spk}-{d}_{i}": fsdd / f"{d}_{spk}_{i}.wav" for spk in ("george", "jackson", "lucas", "nicolas")
+            for d in range(3) for i in range(5, 7)}
+    (data / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in sorted(utts.items())))
+    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in sorted(utts)))
+    conf = tmp_path / "fbank8k.conf"
+    conf.write_text("--sample-frequency=8000\n--num-mel-bins=24\n--dither=0\n")
+    exp = tmp_path / "exp"
+    cfg = load_config(REPO / "conf" / "resnet34l_amsoftmax.yaml",
+                      ["train.max_epoch=2", "data.crop_frames=30", "model.nOut=16", f"data.feat_conf={conf}",
+                       "train.device=cpu", "augment.specaugment=true"])
+    assert cfg["data"]["batch_size"] == 200
+    train(cfg, None, exp, progress=False, data_dir=data)
+    log = (exp / "train.log").read_text()
+    assert "data.batch_size 200 -> 4" in log and "4 speakers x 1 utterances of 30 frames per step; 6 steps" in log
+    assert len(_metrics(exp)) == 3
