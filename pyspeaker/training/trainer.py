@@ -21,6 +21,7 @@ import logging
 import random
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -306,9 +307,9 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
     if info.enabled:
         train_net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
+    stepper = _Stepper(train_net, loss_fn, opt, scaler, schedule, list(model.parameters()) + list(loss_fn.parameters()),
+                       float(t["grad_clip"]), mixed, device, n_per, info.is_main)
     loader_kw = dict(batch_size=None, num_workers=int(d["num_workers"]), pin_memory=device.type == "cuda")
-    grad_clip = float(t["grad_clip"])
-    params = list(model.parameters()) + list(loss_fn.parameters())
     state = None
     final = ckpt_dir / "final.pt"
     if start_epoch > max_epoch:
@@ -327,29 +328,8 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
         if n_steps == 0:
             raise DataError(f"epoch {epoch} has no batch of {plan.batch_size} speakers", path=data.source)
         loader = torch.utils.data.DataLoader(data.dataset, sampler=batches, **loader_kw)
-        sums = torch.zeros(3, dtype=torch.float64)  # loss * crops, accuracy * crops, crops
         bar = _progress_bar(loader, epoch, max_epoch, progress if info.is_main else False)
-        lr = schedule.lr(epoch - 1, n_steps)
-        for step, (inputs, crop_labels) in enumerate(bar):
-            lr = schedule.apply(opt, epoch - 1 + step / n_steps, n_steps, loss_fn)
-            inputs = inputs.to(device, non_blocking=True)
-            labels = crop_labels[::n_per].to(device, non_blocking=True)  # one label per speaker
-            with torch.autocast(device_type=device.type, dtype=torch.float16) if mixed else nullcontext():
-                loss, acc = train_net(inputs, labels, n_per)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            n = float(crop_labels.shape[0])
-            sums += torch.tensor([loss.item() * n, (acc.item() if acc is not None else 0.0) * n, n],
-                                 dtype=torch.float64)
-            if info.is_main and step % 10 == 0 and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", acc=f"{sums[1] / sums[2]:.1f}")
-        if hasattr(bar, "close"):
-            bar.close()
+        sums, lr = stepper.run_epoch(bar, epoch, n_steps)
         _check_shards(info, batches, epoch)
         distributed.all_reduce_sum(info, sums)
         distributed.average_buffers(info, model)
@@ -392,6 +372,50 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
         log.info("wrote %s", final)
     distributed.barrier(info)
     return final
+
+
+@dataclass
+class _Stepper:
+    """One optimiser step per batch: forward (autocast under mixed precision), backward through the
+    gradient scaler, clipping, update; the lr and loss margin follow the schedule step by step."""
+
+    net: nn.Module              # SpeakerNet, or its DDP wrapper
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: object
+    params: list
+    grad_clip: float
+    mixed: bool
+    device: torch.device
+    n_per: int
+    show: bool
+
+    def run_epoch(self, batches, epoch: int, n_steps: int) -> tuple[torch.Tensor, float]:
+        """Train on ``batches``; returns ([loss * crops, accuracy * crops, crops] summed, last lr)."""
+        sums = torch.zeros(3, dtype=torch.float64)
+        lr = self.schedule.lr(epoch - 1, n_steps)
+        for step, (inputs, crop_labels) in enumerate(batches):
+            lr = self.schedule.apply(self.opt, epoch - 1 + step / n_steps, n_steps, self.loss_fn)
+            inputs = inputs.to(self.device, non_blocking=True)
+            labels = crop_labels[::self.n_per].to(self.device, non_blocking=True)  # one label per speaker
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16) if self.mixed else nullcontext():
+                loss, acc = self.net(inputs, labels, self.n_per)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.grad_clip > 0:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            n = float(crop_labels.shape[0])
+            sums += torch.tensor([loss.item() * n, (acc.item() if acc is not None else 0.0) * n, n],
+                                 dtype=torch.float64)
+            if self.show and step % 10 == 0 and hasattr(batches, "set_postfix"):
+                batches.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", acc=f"{sums[1] / sums[2]:.1f}")
+        if hasattr(batches, "close"):
+            batches.close()
+        return sums, lr
 
 
 def _fit_row(row: str, with_valid: bool) -> str:
