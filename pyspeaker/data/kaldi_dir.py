@@ -11,8 +11,6 @@ first one. Both share one scan, so they always agree on what is wrong.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
 import math
 import os
@@ -24,7 +22,7 @@ from typing import Iterable
 
 from pyspeaker.audio import load_audio, segment_problem
 from pyspeaker.errors import ConfigError, DataError
-from pyspeaker.fileio import atomic_file
+from pyspeaker.fileio import atomic_file, gc_paused
 from pyspeaker.log import get_logger
 
 log = get_logger(__name__)
@@ -61,19 +59,6 @@ class Problem:
 
 # ---------------------------------------------------------------------------------------------
 # Table files
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while building millions of small lists and tuples: it
-    would rescan them over and over (5x slower parsing). Nothing built here forms cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -141,7 +126,7 @@ def read_table(path: str | os.PathLike, *, min_fields: int = 2, max_fields: int 
     Raises DataError (path, line, what) for the first empty or malformed line; ``form`` (e.g.
     ``"<utt> <speaker>"``) is quoted in that message.
     """
-    with _gc_paused():
+    with gc_paused():
         rows, problems = _parse_table(Path(path), min_fields, max_fields, rest_of_line, form)
     if problems:
         raise problems[0].to_error()
@@ -251,7 +236,7 @@ def _problem_order(problem: Problem) -> tuple[str, int]:
 
 def _scan(path: str | os.PathLike, check: bool = True) -> _Scan:
     """Read a data dir; with ``check`` also collect the consistency problems."""
-    with _gc_paused():
+    with gc_paused():
         return _scan_unpaused(Path(path), check)
 
 
