@@ -135,6 +135,43 @@ def load_audio(entry: str, *, path_for_errors: str | os.PathLike | None = None, 
     return samples, rate
 
 
+def read_random_span(entry: str, length: int, rng: np.random.Generator, sample_rate: int, *,
+                     path_for_errors: str | os.PathLike | None = None, line: int | None = None,
+                     start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """``length`` float32 samples from a random point of a wav.scp entry (or of its segment
+    ``start``-``end``), wrapped around when it is shorter, as voxceleb_trainer pads short files.
+
+    A plain file is read by seeking to the span, not decoded whole (training crops, noise clips).
+    """
+    import soundfile
+
+    where = {"path": entry if path_for_errors is None else path_for_errors, "line": line}
+    if start == 0.0 and end in (None, -1) and os.path.isfile(entry):
+        try:
+            with soundfile.SoundFile(entry) as f:
+                if f.samplerate != sample_rate:
+                    raise DataError(f"sample rate {f.samplerate} Hz, expected {sample_rate} Hz: {entry}", **where)
+                total = f.frames
+                if total > length:
+                    f.seek(int(rng.integers(0, total - length + 1)))
+                    x = f.read(length, dtype="float32", always_2d=True)[:, 0]
+                else:
+                    x = f.read(dtype="float32", always_2d=True)[:, 0]
+        except RuntimeError as err:  # libsndfile
+            raise DataError(f"cannot decode audio from {entry!r}: {err}", **where) from None
+    else:
+        x, _ = load_audio(entry, path_for_errors=path_for_errors, line=line, expected_sample_rate=sample_rate,
+                          start=start, end=end)
+        if len(x) > length:
+            first = int(rng.integers(0, len(x) - length + 1))
+            x = x[first:first + length]
+    if len(x) == 0:
+        raise DataError(f"no audio in {entry!r} (0 samples)", **where)
+    if len(x) < length:
+        x = np.resize(x, length)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def iter_data_dir_audio(datadir: "DataDir", utts: Iterable[str] | None = None,
                         expected_sample_rate: int | None = None) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield (utt, samples, rate) in sorted utterance order, cutting ``segments`` when present.

@@ -12,6 +12,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+# model name -> (options, crop frames) small enough for quick CPU tests (VGGVox needs >= 40 mel
+# bins and 64 frames)
+TINY_MODELS = {
+    "ResNetSE34L": ({"n_mels": 24}, 32),
+    "ResNetSE34Half": ({"n_mels": 24}, 32),
+    "ResNetSE34V2": ({"n_mels": 24}, 32),
+    "VGGVox": ({"n_mels": 40}, 64),
+    "TDNN": ({"n_mels": 24, "hidden": 64, "stats_dim": 96}, 32),
+    "ECAPA-TDNN": ({"n_mels": 24, "channels": 64}, 32),
+}
+
 
 def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run ``python -m pyspeaker ARGS`` as a user would; returns the completed process."""
@@ -21,6 +32,19 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subproc
     if check and proc.returncode != 0:
         raise AssertionError(f"pyspeaker {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def write_embedding_dir(folder: Path, ids, x, labels=None) -> Path:
+    """An embeddings folder as ``pyspeaker extract`` writes it (xvector.h5, optional utt2spk)."""
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with h5py.File(folder / "xvector.h5", "w") as f:
+        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("embeddings", data=np.asarray(x, dtype=np.float32))
+    if labels is not None:
+        (folder / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in zip(ids, labels)))
+    return folder
 
 
 def make_speaker_store(path: Path, num_speakers: int = 4, utts_per_speaker: int = 6, dim: int = 20,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from conftest import run_cli, write_embedding_dir
 from pyspeaker.metrics import compute_eer
 from pyspeaker.scoring import kernel
 from pyspeaker.scoring.backend import (CosineBackend, PldaBackend, load_backend, read_kaldi_plda, score_rows,
@@ -240,25 +238,10 @@ def test_used_rows():
 
 # --- commands ------------------------------------------------------------------------------------
 
-def _write_emb(folder: Path, ids, x, labels=None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with h5py.File(folder / "xvector.h5", "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
-        f.create_dataset("embeddings", data=np.asarray(x, dtype=np.float32))
-    if labels is not None:
-        (folder / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in zip(ids, labels)))
-    return folder
-
-
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pyspeaker", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-
-
 def test_train_backend_and_score_plda_end_to_end(tmp_path):
     ids, x, labels, _, _ = gaussian_speakers(8, 6, seed=13)
-    train = _write_emb(tmp_path / "train", ids, x, labels)
-    r = _cli("train-backend", "--backend", "plda", "--embeddings", train, "--out", tmp_path / "backend")
+    train = write_embedding_dir(tmp_path / "train", ids, x, labels)
+    r = run_cli("train-backend", "--backend", "plda", "--embeddings", train, "--out", tmp_path / "backend")
     assert r.returncode == 0, r.stderr
     assert "LDA dimension 200 clipped to 6 (embedding dimension 6)" in r.stderr
     meta = json.loads((tmp_path / "backend" / "backend.json").read_text())
@@ -275,13 +258,13 @@ def test_train_backend_and_score_plda_end_to_end(tmp_path):
 
     test_ids, x_test, test_labels, _, _ = gaussian_speakers(5, 4, seed=14)
     test_ids = [f"t-{u}" for u in test_ids]
-    test = _write_emb(tmp_path / "test", test_ids, x_test)
+    test = write_embedding_dir(tmp_path / "test", test_ids, x_test)
     rng = np.random.default_rng(0)
     pairs = [(test_ids[i], test_ids[j]) for i, j in rng.integers(0, 20, (40, 2))]
     trials = tmp_path / "trials"
     trials.write_text("".join(f"{a} {b} {'target' if a[:9] == b[:9] else 'nontarget'}\n" for a, b in pairs))
     out = tmp_path / "scores" / "scores.txt"
-    r = _cli("score", "--embeddings", test, "--trials", trials, "--out", out, "--backend-dir", tmp_path / "backend")
+    r = run_cli("score", "--embeddings", test, "--trials", trials, "--out", out, "--backend-dir", tmp_path / "backend")
     assert r.returncode == 0, r.stderr
     assert "lda6+plda" in r.stderr
     rows = {u: i for i, u in enumerate(test_ids)}
@@ -295,7 +278,7 @@ def test_train_backend_and_score_plda_end_to_end(tmp_path):
     assert side["scores_bytes"] == out.stat().st_size and side["trials_lines"] == 40
 
     # compute-metrics takes the labels from the sidecar
-    r = _cli("compute-metrics", "--scores", out, "--trials", trials, "--out", tmp_path / "m.json")
+    r = run_cli("compute-metrics", "--scores", out, "--trials", trials, "--out", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     assert "back-end: lda6+plda, score normalisation: none" in r.stdout
     m = json.loads((tmp_path / "m.json").read_text())
@@ -304,8 +287,8 @@ def test_train_backend_and_score_plda_end_to_end(tmp_path):
 
 def test_train_backend_cosine_keeps_mean_npy_interface(tmp_path):
     ids, x, labels, _, _ = gaussian_speakers(4, 5, seed=15)
-    train = _write_emb(tmp_path / "train", ids, x)  # no utt2spk: cosine needs none (and gets no cohort)
-    r = _cli("train-backend", "--embeddings", train, "--out", tmp_path / "backend")
+    train = write_embedding_dir(tmp_path / "train", ids, x)  # no utt2spk: cosine needs none (and gets no cohort)
+    r = run_cli("train-backend", "--embeddings", train, "--out", tmp_path / "backend")
     assert r.returncode == 0, r.stderr
     meta = json.loads((tmp_path / "backend" / "backend.json").read_text())
     assert meta["backend"] == "cosine" and meta["files"]["mean"] == "mean.npy" and "cohort" not in meta
@@ -313,9 +296,9 @@ def test_train_backend_cosine_keeps_mean_npy_interface(tmp_path):
     trials = tmp_path / "trials"
     trials.write_text("".join(f"{ids[i]} {ids[(i * 7) % 20]} nontarget\n" for i in range(20)))
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    assert _cli("score", "--embeddings", train, "--trials", trials, "--out", a, "--mean",
+    assert run_cli("score", "--embeddings", train, "--trials", trials, "--out", a, "--mean",
                 tmp_path / "backend" / "mean.npy").returncode == 0
-    assert _cli("score", "--embeddings", train, "--trials", trials, "--out", b, "--backend-dir",
+    assert run_cli("score", "--embeddings", train, "--trials", trials, "--out", b, "--backend-dir",
                 tmp_path / "backend").returncode == 0
     assert a.read_text() == b.read_text()
     mean = np.load(tmp_path / "backend" / "mean.npy")
@@ -326,13 +309,13 @@ def test_train_backend_cosine_keeps_mean_npy_interface(tmp_path):
 
 def test_train_backend_errors(tmp_path):
     ids, x, labels, _, _ = gaussian_speakers(4, 5, seed=16)
-    train = _write_emb(tmp_path / "train", ids, x)
-    r = _cli("train-backend", "--backend", "plda", "--embeddings", train, "--out", tmp_path / "b")
+    train = write_embedding_dir(tmp_path / "train", ids, x)
+    r = run_cli("train-backend", "--backend", "plda", "--embeddings", train, "--out", tmp_path / "b")
     assert r.returncode == 1
     assert "error: the plda back-end needs speaker labels" in r.stderr
     utt2spk = tmp_path / "utt2spk"
     utt2spk.write_text("".join(f"{u} {s}\n" for u, s in list(zip(ids, labels))[1:]))
-    r = _cli("train-backend", "--backend", "plda", "--embeddings", train, "--utt2spk", utt2spk, "--out",
+    r = run_cli("train-backend", "--backend", "plda", "--embeddings", train, "--utt2spk", utt2spk, "--out",
              tmp_path / "b")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == f"error: {utt2spk}: no speaker for embedding '{ids[0]}'"
@@ -341,26 +324,26 @@ def test_train_backend_errors(tmp_path):
     trials.write_text(f"{ids[0]} {ids[1]}\n")
     np.save(tmp_path / "mean.npy", np.zeros(DIM))
     (tmp_path / "bk").mkdir()
-    r = _cli("score", "--embeddings", train, "--trials", trials, "--out", tmp_path / "s.txt", "--backend-dir",
+    r = run_cli("score", "--embeddings", train, "--trials", trials, "--out", tmp_path / "s.txt", "--backend-dir",
              tmp_path / "bk")
     assert r.returncode == 1 and "no backend.json in this directory" in r.stderr
-    r = _cli("score", "--embeddings", train, "--trials", trials, "--out", tmp_path / "s.txt", "--backend-dir",
+    r = run_cli("score", "--embeddings", train, "--trials", trials, "--out", tmp_path / "s.txt", "--backend-dir",
              tmp_path / "bk", "--mean", tmp_path / "mean.npy")
     assert r.returncode == 1 and "give --backend-dir or a mean" in r.stderr
 
 
 def test_score_plda_with_enrollment_counts(tmp_path):
     ids, x, labels, _, _ = gaussian_speakers(10, 5, seed=17)
-    train = _write_emb(tmp_path / "train", ids, x, labels)
-    assert _cli("train-backend", "--backend", "plda", "--lda-dim", "4", "--embeddings", train, "--out",
+    train = write_embedding_dir(tmp_path / "train", ids, x, labels)
+    assert run_cli("train-backend", "--backend", "plda", "--lda-dim", "4", "--embeddings", train, "--out",
                 tmp_path / "bk").returncode == 0
     test_ids = [f"e{i}" for i in range(6)]
     x_test = gaussian_speakers(6, 1, seed=18)[1]
-    test = _write_emb(tmp_path / "test", test_ids, x_test)
+    test = write_embedding_dir(tmp_path / "test", test_ids, x_test)
     (tmp_path / "num_utts.ark").write_text("e0 3\ne2 5\n")  # the others count 1
     (tmp_path / "trials").write_text("".join(f"e{i} e{(i + 1) % 6}\n" for i in range(6)))
     out = tmp_path / "s.txt"
-    r = _cli("score", "--embeddings", test, "--trials", tmp_path / "trials", "--out", out, "--backend-dir",
+    r = run_cli("score", "--embeddings", test, "--trials", tmp_path / "trials", "--out", out, "--backend-dir",
              tmp_path / "bk", "--num-utts", tmp_path / "num_utts.ark")
     assert r.returncode == 0, r.stderr
     backend, _ = load_backend(tmp_path / "bk")
@@ -372,6 +355,6 @@ def test_score_plda_with_enrollment_counts(tmp_path):
     plain = score_rows(backend, x_test, e, x_test, t)
     assert not np.isclose(got[0], plain[0]) and np.isclose(got[1], plain[1])
     (tmp_path / "num_utts.ark").write_text("e0 x\n")
-    r = _cli("score", "--embeddings", test, "--trials", tmp_path / "trials", "--out", out, "--backend-dir",
+    r = run_cli("score", "--embeddings", test, "--trials", tmp_path / "trials", "--out", out, "--backend-dir",
              tmp_path / "bk", "--num-utts", tmp_path / "num_utts.ark")
     assert r.returncode == 1 and f"{tmp_path / 'num_utts.ark'}:1: count 'x' is not an integer" in r.stderr

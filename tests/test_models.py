@@ -12,7 +12,7 @@ from pyspeaker.models import MODEL_NAMES, build_model, count_parameters
 from pyspeaker.models.frontend import PreEmphasis, WaveformModel, normalize_input
 from pyspeaker.models.pooling import POOLING_TYPES
 
-from conftest import SHARED
+from conftest import SHARED, TINY_MODELS
 
 MANIFESTS = SHARED / "compat" / "voxceleb_trainer"
 # manifest -> (model, encoder_type, n_mels, parameters of __S__ from the manifest README)
@@ -22,15 +22,6 @@ VT_CASES = {
     "ResNetSE34V2_SAP_softmaxproto": ("ResNetSE34V2", "SAP", 64, 6979916),
     "ResNetSE34V2_ASP_softmaxproto": ("ResNetSE34V2", "ASP", 64, 8028492),
     "VGGVox_SAP_angleproto": ("VGGVox", "SAP", 40, 4032448),
-}
-# (name, options, frames) small enough for quick CPU tests; VGGVox needs >= 39 mel bins and 63 frames
-TINY = {
-    "ResNetSE34L": ({"n_mels": 24}, 32),
-    "ResNetSE34Half": ({"n_mels": 24}, 32),
-    "ResNetSE34V2": ({"n_mels": 24}, 32),
-    "VGGVox": ({"n_mels": 40}, 64),
-    "TDNN": ({"n_mels": 24, "hidden": 64, "stats_dim": 96}, 32),
-    "ECAPA-TDNN": ({"n_mels": 24, "channels": 64}, 32),
 }
 
 
@@ -79,7 +70,7 @@ def test_parameter_counts(name, options, params512, params192):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 @pytest.mark.parametrize("pooling", POOLING_TYPES)
 def test_every_model_and_pooling_embeds_and_backpropagates(name, pooling):
-    options, frames = TINY[name]
+    options, frames = TINY_MODELS[name]
     torch.manual_seed(0)
     model = build_model(name, nOut=16, encoder_type=pooling, **options)
     feats = torch.randn(3, frames, options["n_mels"])
@@ -96,7 +87,7 @@ def test_every_model_and_pooling_embeds_and_backpropagates(name, pooling):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_learns_on_a_fixed_batch(name):
-    options, frames = TINY[name]
+    options, frames = TINY_MODELS[name]
     torch.manual_seed(0)
     model = build_model(name, nOut=8, **({"encoder_type": "SAP"} | options))
     head = torch.nn.Linear(8, 4)
@@ -116,7 +107,7 @@ def test_every_model_learns_on_a_fixed_batch(name):
 
 def test_smaller_nout_gives_fewer_parameters():
     for name in MODEL_NAMES:
-        options, _ = TINY[name]
+        options, _ = TINY_MODELS[name]
         assert count_parameters(build_model(name, nOut=32, **options)) < count_parameters(build_model(name, nOut=64, **options))
 
 

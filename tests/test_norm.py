@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import run_cli, write_embedding_dir
 from pyspeaker.scoring import norm
 from pyspeaker.scoring.backend import CosineBackend, score_rows, speaker_means, train_backend
 
@@ -111,27 +110,12 @@ def test_constant_cohort_does_not_divide_by_zero():
 
 # --- pyspeaker score --score-norm -------------------------------------------------------------------
 
-def _write(folder: Path, ids, x, labels=None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with h5py.File(folder / "xvector.h5", "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
-        f.create_dataset("embeddings", data=np.asarray(x, dtype=np.float32))
-    if labels is not None:
-        (folder / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in zip(ids, labels)))
-    return folder
-
-
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pyspeaker", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-
-
 def test_score_command_asnorm_with_backend_cohort(tmp_path):
     rng = np.random.default_rng(4)
     train_ids = [f"tr{s:02d}-{u}" for s in range(12) for u in range(4)]
     train_x = np.repeat(rng.normal(0, 1, (12, 8)), 4, axis=0) + rng.normal(0.5, 0.4, (48, 8))
-    _write(tmp_path / "train", train_ids, train_x, [u[:4] for u in train_ids])
-    assert _cli("train-backend", "--embeddings", tmp_path / "train", "--out", tmp_path / "bk").returncode == 0
+    write_embedding_dir(tmp_path / "train", train_ids, train_x, [u[:4] for u in train_ids])
+    assert run_cli("train-backend", "--embeddings", tmp_path / "train", "--out", tmp_path / "bk").returncode == 0
     with h5py.File(tmp_path / "bk" / "cohort.h5") as f:
         cohort_ids = [s.decode() for s in f["ids"][()]]
         cohort = f["embeddings"][()]
@@ -140,11 +124,11 @@ def test_score_command_asnorm_with_backend_cohort(tmp_path):
 
     test_ids = [f"te{i:02d}" for i in range(15)]
     test_x = rng.normal(0.5, 1, (15, 8)).astype(np.float32)
-    _write(tmp_path / "test", test_ids, test_x)
+    write_embedding_dir(tmp_path / "test", test_ids, test_x)
     e, t = rng.integers(0, 15, 50), rng.integers(0, 15, 50)
     (tmp_path / "trials").write_text("".join(f"{test_ids[i]} {test_ids[j]}\n" for i, j in zip(e, t)))
     out = tmp_path / "s" / "scores.txt"
-    r = _cli("score", "--embeddings", tmp_path / "test", "--trials", tmp_path / "trials", "--out", out,
+    r = run_cli("score", "--embeddings", tmp_path / "test", "--trials", tmp_path / "trials", "--out", out,
              "--backend-dir", tmp_path / "bk", "--score-norm", "asnorm", "--top-n", "5")
     assert r.returncode == 0, r.stderr
     assert "asnorm (top 5)" in r.stderr
@@ -158,10 +142,10 @@ def test_score_command_asnorm_with_backend_cohort(tmp_path):
 
     # an explicit --cohort gives the same, S-norm differs; without any cohort it is an error
     out2 = tmp_path / "s2.txt"
-    assert _cli("score", "--embeddings", tmp_path / "test", "--trials", tmp_path / "trials", "--out", out2,
+    assert run_cli("score", "--embeddings", tmp_path / "test", "--trials", tmp_path / "trials", "--out", out2,
                 "--mean", tmp_path / "bk" / "mean.npy", "--score-norm", "asnorm", "--top-n", "5",
                 "--cohort", tmp_path / "bk" / "cohort.h5").returncode == 0
     assert out2.read_text() == out.read_text()
-    r = _cli("score", "--embeddings", tmp_path / "test", "--trials", tmp_path / "trials", "--out", out2,
+    r = run_cli("score", "--embeddings", tmp_path / "test", "--trials", tmp_path / "trials", "--out", out2,
              "--score-norm", "snorm")
     assert r.returncode == 1 and "error: --score-norm snorm needs --cohort" in r.stderr

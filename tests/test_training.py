@@ -15,7 +15,7 @@ from pyspeaker.training.config import load_config
 from pyspeaker.training.data import CropDataset, crop_frames, read_utt2spk
 from pyspeaker.training.trainer import train
 
-from conftest import run_cli
+from conftest import TINY_MODELS, run_cli
 
 TINY = ["train.max_epoch=3", "data.batch_size=8", "data.crop_frames=40", "model.nOut=32", "optim.lr=0.005",
         "train.device=cpu"]
@@ -147,18 +147,9 @@ def test_crop_mode_matches_voxceleb_trainer_rule_and_jobs(tmp_path, speaker_stor
     assert (tmp_path / "emb" / "num_utts.ark").read_text().startswith("spk00    6\n")
 
 
-# (options, frames) small enough for quick CPU runs; VGGVox needs >= 40 mel bins and 64 frames
-MODEL_TINY = {
-    "ResNetSE34L": ({"n_mels": 24}, 32),
-    "ResNetSE34Half": ({"n_mels": 24}, 32),
-    "ResNetSE34V2": ({"n_mels": 24}, 32),
-    "VGGVox": ({"n_mels": 40}, 64),
-    "TDNN": ({"n_mels": 24, "hidden": 64, "stats_dim": 96}, 32),
-    "ECAPA-TDNN": ({"n_mels": 24, "channels": 64}, 32),
-}
 
 
-@pytest.mark.parametrize("name", list(MODEL_TINY))
+@pytest.mark.parametrize("name", list(TINY_MODELS))
 @pytest.mark.parametrize("pooling", ["SAP", "ASP", "TAP", "MAX", "STATS"])
 def test_every_model_and_pooling_trains_with_the_training_step(name, pooling):
     """The trainer's step (SpeakerNet: network + loss, optimiser from the config): loss goes down."""
@@ -166,7 +157,7 @@ def test_every_model_and_pooling_trains_with_the_training_step(name, pooling):
     from pyspeaker.training.trainer import SpeakerNet, make_optimizer
 
     torch.set_num_threads(1)
-    options, frames = MODEL_TINY[name]
+    options, frames = TINY_MODELS[name]
     torch.manual_seed(0)
     cfg = load_config(None, ["optim.lr=0.005"])
     net = SpeakerNet(build_model(name, nOut=8, encoder_type=pooling, **options), build_loss("softmax", 8, 4))

@@ -105,3 +105,20 @@ def flatten(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.
 def top1_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Percentage of rows whose largest logit is at the label."""
     return (logits.argmax(dim=-1) == labels).float().mean() * 100.0
+
+
+class ScaledCosineLoss(nn.Module):
+    """Base of the metric losses whose logits are cosines with voxceleb_trainer's learnt scale and
+    bias, ``w * cos + b`` (``w`` clamped > 0): angleproto and ge2e."""
+    utts_per_speaker = 2
+    max_utts_per_speaker = None
+    test_normalize = True
+    has_margin = False
+
+    def __init__(self, nOut: int = 0, nClasses: int = 0, init_w: float = 10.0, init_b: float = -5.0):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(float(init_w)))
+        self.b = nn.Parameter(torch.tensor(float(init_b)))
+
+    def scaled(self, cos: torch.Tensor) -> torch.Tensor:
+        return cos * self.w.clamp(min=1e-6) + self.b

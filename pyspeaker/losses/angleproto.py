@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pyspeaker.losses import as_groups, top1_accuracy
+from pyspeaker.losses import ScaledCosineLoss, as_groups, top1_accuracy
 
 
 def queries_and_prototypes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,22 +22,12 @@ def queries_and_prototypes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return x[:, 0], x[:, 1:].mean(dim=1)
 
 
-class AngleProto(nn.Module):
-    utts_per_speaker = 2
-    max_utts_per_speaker = None
-    test_normalize = True
-    has_margin = False
-
-    def __init__(self, nOut: int = 0, nClasses: int = 0, init_w: float = 10.0, init_b: float = -5.0):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(float(init_w)))
-        self.b = nn.Parameter(torch.tensor(float(init_b)))
-
+class AngleProto(ScaledCosineLoss):
     def similarity(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [batch, batch]: row i = query of speaker i against every prototype."""
         query, proto = queries_and_prototypes(x)
         cos = F.normalize(query, dim=1) @ F.normalize(proto, dim=1).T
-        return cos * self.w.clamp(min=1e-6) + self.b
+        return self.scaled(cos)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
         logits = self.similarity(x)

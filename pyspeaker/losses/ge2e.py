@@ -11,20 +11,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pyspeaker.losses import as_groups, top1_accuracy
+from pyspeaker.losses import ScaledCosineLoss, as_groups, top1_accuracy
 
 
-class GE2E(nn.Module):
-    utts_per_speaker = 2
-    max_utts_per_speaker = None
-    test_normalize = True
-    has_margin = False
-
-    def __init__(self, nOut: int = 0, nClasses: int = 0, init_w: float = 10.0, init_b: float = -5.0):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(float(init_w)))
-        self.b = nn.Parameter(torch.tensor(float(init_b)))
-
+class GE2E(ScaledCosineLoss):
     def similarity(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [batch, n, batch]: utterance (j, i) against the centroid of speaker k."""
         x = as_groups(x)
@@ -38,7 +28,7 @@ class GE2E(nn.Module):
         own = (unit * F.normalize(exclusive, dim=2)).sum(dim=2)                        # [b, n]
         eye = torch.eye(b, dtype=torch.bool, device=x.device).unsqueeze(1)             # [b, 1, b]
         cos = torch.where(eye, own.unsqueeze(2), cos)
-        return cos * self.w.clamp(min=1e-6) + self.b
+        return self.scaled(cos)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
         logits = self.similarity(x)

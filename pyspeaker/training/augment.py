@@ -100,30 +100,9 @@ def read_rir_dir(path: str | os.PathLike) -> list[str]:
 
 def read_segment(entry: str, length: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     """``length`` samples from a random point of a recording (wrapped around when it is shorter)."""
-    import soundfile
+    from pyspeaker.audio import read_random_span
 
-    if os.path.isfile(entry):
-        with soundfile.SoundFile(entry) as f:
-            if f.samplerate != sample_rate:
-                raise DataError(f"sample rate {f.samplerate} Hz, expected {sample_rate} Hz", path=entry)
-            total = f.frames
-            if total > length:
-                f.seek(int(rng.integers(0, total - length + 1)))
-                x = f.read(length, dtype="float32", always_2d=True)[:, 0]
-            else:
-                x = f.read(dtype="float32", always_2d=True)[:, 0]
-    else:
-        from pyspeaker.audio import load_audio
-
-        x, _ = load_audio(entry, expected_sample_rate=sample_rate)
-        if len(x) > length:
-            start = int(rng.integers(0, len(x) - length + 1))
-            x = x[start:start + length]
-    if len(x) == 0:
-        raise DataError("no audio (0 samples)", path=entry)
-    if len(x) < length:
-        x = np.resize(x, length)  # wrap around
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return read_random_span(entry, length, rng, sample_rate)
 
 
 def _power_db(x: np.ndarray) -> float:
