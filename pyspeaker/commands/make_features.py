@@ -52,8 +52,6 @@ def command(data_dir, conf, kind, vad, vad_conf, cmn, cmn_window, features_root,
     """
     from pathlib import Path
 
-    import torch
-
     from pyspeaker.features import load_feature_config
     from pyspeaker.features.store_builder import build_store, compute_part, is_up_to_date, store_dir
     from pyspeaker.log import get_logger, setup_logging
@@ -63,6 +61,8 @@ def command(data_dir, conf, kind, vad, vad_conf, cmn, cmn_window, features_root,
     cfg = load_feature_config(conf, kind=kind, vad_conf=vad_conf, vad=vad, cmn=cmn, cmn_window=cmn_window)
     data_dir = Path(data_dir)
     if job_out:  # one job of a parallel run (launched by build_store)
+        import torch
+
         torch.set_num_threads(1)
         utts = Path(job_utts).read_text().split()
         n, frames = compute_part(cfg, data_dir, utts, Path(job_out), progress=False)
