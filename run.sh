@@ -5,13 +5,16 @@
 #   1  features   steps/make_features.sh   -> features/<feat-id>/<set>/
 #   2  train      steps/train.sh           -> exp/<name>/{config.yaml,train.log,metrics.tsv,checkpoints/}
 #   3  embed      steps/extract.sh         -> <system>/embeddings/<set>/xvector.{h5,scp,ark}
+#                 (baseline system: steps/extract_stats.sh, feature mean + std, no network)
 #   4  backend    steps/train_backend.sh   -> <system>/backend/<backend>/
 #   5  score      steps/score.sh           -> <system>/scores/<trials>/<backend>_<norm>/scores.txt
 #   6  metrics    steps/compute_metrics.sh -> <system>/results/<trials>/<backend>_<norm>/{metrics.json,det.png,hist.png}
 #
-# Stages 4-6 run for every back-end in $backends and score normalisation in $score_norms.
-# Stages 3-6 run for two systems: the trained model (<system> = exp/<name>) and, for comparison,
-# the same network at its random initialisation (<system> = exp/<name>/untrained).
+# Stages 3-6 run for each system in $systems: "trained" (<system> = exp/<name>), "untrained" (the
+# same network at its random initialisation, exp/<name>/untrained) and "baseline" (statistics of
+# $baseline_feat_conf features, exp/<name>/baseline); stages 4-6 for every back-end in $backends
+# and score normalisation in $score_norms. A recipe with several protocols (fsdd: open and closed
+# set) runs stages 1-6 once per protocol in $protocols, with exp/<name>/<protocol> as exp/<name>.
 set -euo pipefail
 cd "$(dirname "$0")"
 . utils/lib.sh
@@ -29,6 +32,9 @@ force=false        # true: redo stages even when their outputs are complete
 nj=2               # parallel jobs for data preparation and features
 cmd=local          # job launcher for --nj jobs: local, or e.g. "srun --ntasks=1"
 validate_opts=""   # options of 'pyspeaker validate-data' at stage 0 (e.g. --no-check-audio)
+protocols=""       # several protocols: "{protocol}" in set names and trials is replaced by each
+systems="trained untrained"   # systems of stages 3-6: trained, untrained, baseline
+baseline_feat_conf=""         # features of the baseline system (e.g. conf/mfcc_8k.conf)
 . "recipes/$recipe/config.sh"
 
 help_message="Usage: ./run.sh [--recipe NAME] [--stage N] [--stop-stage M] [--force true] [--<setting> VALUE ...]
@@ -39,16 +45,26 @@ A stage whose outputs are complete (for the same settings) is skipped; --force t
 Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe' (recipes/$recipe/config.sh):
 $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
   while IFS='=' read -r name value; do echo "  --${name//_/-} $value"; done)
-  --nj $nj  --cmd $cmd"
+  --nj $nj  --cmd $cmd  --systems \"$systems\""
 . utils/parse_options.sh
 [ $# -eq 0 ] || die "unexpected argument '$1' (see ./run.sh --help)"
+for sys in $systems; do
+  case $sys in trained|untrained) ;; baseline) [ -n "$baseline_feat_conf" ] ||
+    die "--systems has baseline but --baseline-feat-conf is empty (e.g. conf/mfcc_8k.conf)" ;;
+  *) die "unknown system '$sys' in --systems (valid: trained untrained baseline)" ;; esac
+done
 
 . ./path.sh
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-exp=exp/$exp_name
-trials_name=$(basename "$trials")
-systems="trained:$exp:checkpoints/final.pt untrained:$exp/untrained:checkpoints/init.pt"
-log "recipe $recipe, stages $stage..$stop_stage"
+has_system() { [[ " $systems " == *" $1 "* ]]; }
+log "recipe $recipe, stages $stage..$stop_stage${protocols:+, protocols $protocols}"
+exp_root=exp/$exp_name
+protocol_list=${protocols:-_}   # "_": the recipe has one protocol
+# One protocol's sets and trials ("{protocol}" replaced); sets $p_train $p_test $p_trials.
+select_protocol() {
+  local p=$1; [ "$p" = _ ] && p=""
+  p_train=${train_set//\{protocol\}/$p}; p_test=${test_set//\{protocol\}/$p}; p_trials=${trials//\{protocol\}/$p}
+}
 
 if run_stage 0; then
   log "stage 0: corpus and data dirs"
@@ -57,80 +73,100 @@ if run_stage 0; then
     log "stage 0: data/ is up to date, skipping"
   else
     prepare_data >&2   # stdout of run.sh carries only the results table
-    # shellcheck disable=SC2086
-    for set in "$train_set" "$test_set"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
+    for protocol in $protocol_list; do
+      select_protocol "$protocol"
+      # shellcheck disable=SC2086
+      for set in "$p_train" "$p_test"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
+    done
     mark_done data/.done.prepare "$fp"
   fi
 fi
 
-feat_store() {  # the store path of a set: derived from the feature config, never typed
+feat_store() {  # the store path of a set for a config: derived from the config, never typed
   # shellcheck disable=SC2086
-  pyspeaker make-features --data-dir "data/$1" --conf "$feat_conf" $feat_opts --print-path
+  pyspeaker make-features --data-dir "data/$1" --conf "${2:-$feat_conf}" $feat_opts --print-path
 }
 
-if run_stage 1; then
-  log "stage 1: features ($feat_conf $feat_opts)"
-  for set in "$train_set" "$test_set"; do
-    steps/make_features.sh --conf "$feat_conf" --opts "$feat_opts$([ "$force" = true ] && echo " --force")" \
-      --nj "$nj" --cmd "$cmd" "data/$set" features >/dev/null
-  done
-fi
-
-if run_stage 2; then
-  log "stage 2: training $exp"
-  train_store=$(feat_store "$train_set")
-  fp=$(fingerprint "$(file_fingerprint "$train_config")" "$train_overrides" "$train_store" \
-       "$(file_fingerprint "$train_store/manifest.json")")
-  if is_done "$exp/.done.train" "$fp" && [ -f "$exp/checkpoints/final.pt" ]; then
-    log "stage 2: $exp is trained with these settings, skipping"
-  else
-    steps/train.sh --config "$train_config" --overrides "$train_overrides" "$train_store" "$exp"
-    mark_done "$exp/.done.train" "$fp"
-  fi
-  log "training curve: $exp/metrics.tsv"
-fi
-
 report_args=()
-for sys in $systems; do
-  IFS=: read -r sys_name sys_dir ckpt <<< "$sys"
-  ckpt=$exp/$ckpt
-  ckpt_fp=$(file_fingerprint "$ckpt")
-  if run_stage 3; then
-    log "stage 3: embeddings ($sys_name model)"
-    for set in "$train_set" "$test_set"; do
-      out=$sys_dir/embeddings/$set
-      if is_done "$out/.done" "$ckpt_fp"; then log "stage 3: $out is up to date, skipping"; continue; fi
-      steps/extract.sh "$ckpt" "$(feat_store "$set")" "$out"
-      mark_done "$out/.done" "$ckpt_fp"
+for protocol in $protocol_list; do
+  select_protocol "$protocol"
+  exp=$exp_root${protocols:+/$protocol}
+  trials_name=$(basename "$p_trials")
+  [ -n "$protocols" ] && log "protocol $protocol: train on data/$p_train, verify $p_trials, in $exp"
+
+  if run_stage 1; then
+    confs=$feat_conf; has_system baseline && confs="$confs $baseline_feat_conf"
+    for conf in $confs; do
+      log "stage 1: features ($conf $feat_opts)"
+      for set in "$p_train" "$p_test"; do
+        steps/make_features.sh --conf "$conf" --opts "$feat_opts$([ "$force" = true ] && echo " --force")" \
+          --nj "$nj" --cmd "$cmd" "data/$set" features >/dev/null
+      done
     done
   fi
-  if run_stage 4; then
+
+  if run_stage 2 && { has_system trained || has_system untrained; }; then
+    log "stage 2: training $exp"
+    train_store=$(feat_store "$p_train")
+    fp=$(fingerprint "$(file_fingerprint "$train_config")" "$train_overrides" "$train_store" \
+         "$(file_fingerprint "$train_store/manifest.json")")
+    if is_done "$exp/.done.train" "$fp" && [ -f "$exp/checkpoints/final.pt" ]; then
+      log "stage 2: $exp is trained with these settings, skipping"
+    else
+      steps/train.sh --config "$train_config" --overrides "$train_overrides" "$train_store" "$exp"
+      mark_done "$exp/.done.train" "$fp"
+    fi
+    log "training curve: $exp/metrics.tsv"
+  fi
+
+  for sys_name in $systems; do
+    case $sys_name in
+      trained) sys_dir=$exp; ckpt=$exp/checkpoints/final.pt; what="trained model" ;;
+      untrained) sys_dir=$exp/untrained; ckpt=$exp/checkpoints/init.pt; what="untrained model" ;;
+      baseline) sys_dir=$exp/baseline; ckpt=""; what="baseline: mean + std of $baseline_feat_conf features" ;;
+    esac
+    if run_stage 3; then
+      log "stage 3: embeddings ($what)"
+      for set in "$p_train" "$p_test"; do
+        out=$sys_dir/embeddings/$set
+        if [ -n "$ckpt" ]; then
+          store=$(feat_store "$set"); fp=$(file_fingerprint "$ckpt")
+        else
+          store=$(feat_store "$set" "$baseline_feat_conf"); fp=$(file_fingerprint "$store/manifest.json")
+        fi
+        if is_done "$out/.done" "$fp"; then log "stage 3: $out is up to date, skipping"; continue; fi
+        if [ -n "$ckpt" ]; then steps/extract.sh "$ckpt" "$store" "$out"; else steps/extract_stats.sh "$store" "$out"; fi
+        mark_done "$out/.done" "$fp"
+      done
+    fi
+    if run_stage 4; then
+      for be in $backends; do
+        log "stage 4: $be back-end ($sys_name)"
+        steps/train_backend.sh --backend "$be" "$sys_dir/embeddings/$p_train" "data/$p_train/utt2spk" \
+          "$sys_dir/backend/$be"
+      done
+    fi
     for be in $backends; do
-      log "stage 4: $be back-end ($sys_name model)"
-      steps/train_backend.sh --backend "$be" "$sys_dir/embeddings/$train_set" "data/$train_set/utt2spk" \
-        "$sys_dir/backend/$be"
-    done
-  fi
-  for be in $backends; do
-    for norm in $score_norms; do
-      tag=${be}_$norm
-      if run_stage 5; then
-        log "stage 5: scoring $trials with $be, score norm $norm ($sys_name model)"
-        steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
-          "$sys_dir/embeddings/$test_set" "$trials" "$sys_dir/scores/$trials_name/$tag"
-      fi
-      if run_stage 6; then
-        log "stage 6: metrics of $trials_name/$tag ($sys_name model)"
-        steps/compute_metrics.sh "$sys_dir/scores/$trials_name/$tag/scores.txt" "$trials" \
-          "$sys_dir/results/$trials_name/$tag" >&2
-      fi
-      report_args+=(--system "$sys_name=$sys_dir/results/$trials_name/$tag/metrics.json")
+      for norm in $score_norms; do
+        tag=${be}_$norm
+        if run_stage 5; then
+          log "stage 5: scoring $p_trials with $be, score norm $norm ($sys_name)"
+          steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
+            "$sys_dir/embeddings/$p_test" "$p_trials" "$sys_dir/scores/$trials_name/$tag"
+        fi
+        if run_stage 6; then
+          log "stage 6: metrics of $trials_name/$tag ($sys_name)"
+          steps/compute_metrics.sh "$sys_dir/scores/$trials_name/$tag/scores.txt" "$p_trials" \
+            "$sys_dir/results/$trials_name/$tag" >&2
+        fi
+        report_args+=(--system "${protocols:+$protocol/}$sys_name=$sys_dir/results/$trials_name/$tag/metrics.json")
+      done
     done
   done
 done
 
 if run_stage 6; then
-  log "results on $trials (the trained model vs. the same network untrained), also in $exp/RESULTS.md:"
-  pyspeaker report --out "$exp/RESULTS.md" "${report_args[@]}"
+  log "results ($systems${protocols:+; protocols $protocols}), also in $exp_root/RESULTS.md:"
+  pyspeaker report --out "$exp_root/RESULTS.md" "${report_args[@]}"
 fi
 log "done"

@@ -74,3 +74,15 @@ def extract_store(model: torch.nn.Module, store: FeatureStore, device: torch.dev
             bar.update(len(chunk))
     bar.close()
     return ids, out
+
+
+def feature_statistics(store: FeatureStore) -> np.ndarray:
+    """The non-neural baseline's utterance vectors: per-utterance mean and standard deviation of
+    the features over frames, [N, 2 * dim] float32 (float64 sums, so long utterances lose nothing)."""
+    dim = int(store.dim)
+    out = np.empty((len(store), 2 * dim), dtype=np.float32)
+    for i in range(len(store)):
+        x = store.read(i).astype(np.float64)
+        out[i, :dim] = x.mean(axis=0)
+        out[i, dim:] = x.std(axis=0)
+    return out

@@ -249,6 +249,22 @@ def test_training_from_audio_with_features_on_the_fly_and_augmentation(tmp_path)
         train(load_config(None, TINY), None, exp, progress=False, data_dir=audio)
 
 
+def test_speed_factors_make_one_pseudo_speaker_per_factor(tmp_path):
+    from pyspeaker.data.kaldi_dir import DataDir
+    from pyspeaker.training.data import AudioCropDataset
+
+    audio = make_audio_dir(tmp_path / "train")  # 4 speakers x 4 utterances
+    ds = AudioCropDataset(DataDir.load(audio), crop=50, seed=0, feature_cfg=None, speed_factors=(0.8, 1.0, 1.25))
+    assert len(ds) == 48 and len(ds.speakers) == 12
+    assert ds.speakers[:2] == ["sp0.8-spk00", "sp0.8-spk01"] and "sp1.25-spk03" in ds.speakers
+    assert ds.labels[ds.items.index(("spk00-u00", 1.0))] == ds.speakers.index("spk00")
+    # a 0.8x copy plays 1.25 times longer, so its crop needs fewer source samples: same crop length
+    assert ds[0][0].shape == ds[20][0].shape == (50 * 160 + 240,)
+    for bad in ("[]", "[1.0, 1.0]", "[0.1, 1.0]", "1.1"):
+        with pytest.raises(ConfigError, match="augment.speed_factors must be a list of distinct factors in"):
+            load_config(None, [f"augment.speed_factors={bad}"])
+
+
 def test_waveform_model_trains_and_validates_from_audio(tmp_path):
     from pyspeaker.models.frontend import WaveformModel
     from pyspeaker.training.data import AudioCropDataset

@@ -43,7 +43,8 @@ DEFAULTS: dict = {
         "music_snr": [5, 15],
         "babble_snr": [13, 20],
         "babble_speakers": [3, 7],
-        "speed_perturb": False,  # 0.9 / 1.0 / 1.1 speed copies, each a new speaker (sp0.9-<spk>, ...)
+        "speed_perturb": False,  # speed copies of every utterance, each a new speaker (sp0.9-<spk>, ...)
+        "speed_factors": [0.9, 1.0, 1.1],  # Kaldi's; more factors = more pseudo-speakers for tiny corpora
         "specaugment": False,    # frequency and time masks on the features
         "freq_masks": 1,
         "freq_width": 8,         # at most this many bins per mask
@@ -247,6 +248,11 @@ def _validate(cfg: dict, path) -> None:
         raise ConfigError(f"augment.prob must be in [0, 1], got {a['prob']}", path=path)
     for key in ("noise_snr", "music_snr", "babble_snr", "babble_speakers"):
         _range(cfg, "augment", key, path)
+    factors = a["speed_factors"]
+    if (not isinstance(factors, (list, tuple)) or not factors or len(set(factors)) != len(factors)
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0.5 <= f <= 2.0 for f in factors)):
+        raise ConfigError(f"augment.speed_factors must be a list of distinct factors in [0.5, 2], got {factors!r}",
+                          path=path)
     if a["babble_speakers"][0] < 1:
         raise ConfigError("augment.babble_speakers must be at least 1", path=path)
     if not 0.0 < float(cfg["valid"]["p_target"]) < 1.0:

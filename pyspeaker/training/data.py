@@ -30,7 +30,6 @@ from pyspeaker.store.features import FeatureStore
 
 log = get_logger(__name__)
 
-SPEED_FACTORS = (0.9, 1.0, 1.1)
 
 
 def read_utt2spk(path: Path) -> dict[str, str]:
@@ -197,11 +196,12 @@ class AudioCropDataset(torch.utils.data.Dataset):
 
     ``feature_cfg`` given: Kaldi-style features [n, crop_frames, dim]; None: raw waveform crops
     [n, samples] of voxceleb_trainer's length (frames * 160 + 240) for a waveform model.
-    ``speed_perturb`` adds 0.9x and 1.1x speed copies of every utterance as new speakers.
+    ``speed_factors`` (e.g. 0.9, 1.0, 1.1): a copy of every utterance at each speed, each factor
+    other than 1 making new speakers.
     """
 
     def __init__(self, datadir, crop: int, seed: int = 0, feature_cfg=None, augment=None,
-                 speed_perturb: bool = False, sample_rate: int = 16000):
+                 speed_factors: tuple[float, ...] = (1.0,), sample_rate: int = 16000):
         from pyspeaker.models.frontend import crop_samples
 
         self.datadir_path = datadir.path
@@ -226,8 +226,7 @@ class AudioCropDataset(torch.utils.data.Dataset):
             if rec not in datadir.wav_scp:
                 raise DataError(f"no wav.scp entry for recording {rec!r}", path=wav_path)
             self.entries[utt] = _Entry(datadir.wav_scp[rec], datadir.line_of("wav.scp", rec), seg)
-        factors = SPEED_FACTORS if speed_perturb else (1.0,)
-        self.items: list[tuple[str, float]] = [(u, f) for f in factors for u in datadir.utts]
+        self.items: list[tuple[str, float]] = [(u, float(f)) for f in speed_factors for u in datadir.utts]
         names = [self._speaker(datadir.utt2spk[u], f) for u, f in self.items]
         self.speakers = sorted(set(names))
         index = {s: i for i, s in enumerate(self.speakers)}
@@ -264,38 +263,12 @@ class AudioCropDataset(torch.utils.data.Dataset):
 
     def read_crop(self, utt: str, length: int, rng: np.random.Generator) -> np.ndarray:
         """``length`` samples from a random point of ``utt`` (wrapped around when shorter)."""
+        from pyspeaker.audio import read_random_span
+
         e = self.entries[utt]
-        wav_scp = os.path.join(self.datadir_path, "wav.scp")
-        if e.segment is None and os.path.isfile(e.wav):
-            import soundfile
-
-            try:
-                with soundfile.SoundFile(e.wav) as f:
-                    if f.samplerate != self.sample_rate:
-                        raise DataError(f"sample rate {f.samplerate} Hz, expected {self.sample_rate} Hz: {e.wav}",
-                                        path=wav_scp, line=e.line)
-                    total = f.frames
-                    if total > length:
-                        f.seek(int(rng.integers(0, total - length + 1)))
-                        x = f.read(length, dtype="float32", always_2d=True)[:, 0]
-                    else:
-                        x = f.read(dtype="float32", always_2d=True)[:, 0]
-            except RuntimeError as err:  # libsndfile
-                raise DataError(f"cannot decode audio from {e.wav!r}: {err}", path=wav_scp, line=e.line) from None
-        else:
-            from pyspeaker.audio import load_audio
-
-            start, end = e.segment if e.segment is not None else (0.0, None)
-            x, _ = load_audio(e.wav, path_for_errors=wav_scp, line=e.line, expected_sample_rate=self.sample_rate,
-                              start=start, end=end)
-            if len(x) > length:
-                first = int(rng.integers(0, len(x) - length + 1))
-                x = x[first:first + length]
-        if len(x) == 0:
-            raise DataError(f"no audio in {e.wav!r}", path=wav_scp, line=e.line)
-        if len(x) < length:
-            x = np.resize(x, length)  # wrap around, as voxceleb_trainer pads short files
-        return np.ascontiguousarray(x, dtype=np.float32)
+        start, end = e.segment if e.segment is not None else (0.0, None)
+        return read_random_span(e.wav, length, rng, self.sample_rate, start=start, end=end,
+                                path_for_errors=os.path.join(self.datadir_path, "wav.scp"), line=e.line)
 
     def waveform(self, i: int) -> np.ndarray:
         """The (speed-perturbed, augmented) waveform crop of item ``i``: ``self.need`` samples."""
@@ -391,7 +364,8 @@ def load_train_data(cfg: dict, features: str | os.PathLike | None = None,
     feature_cfg = None if waveform else feature_config_from(cfg)
     augment = WaveAugment(a, 16000 if feature_cfg is None else int(feature_cfg.sample_frequency)) \
         if (a["noise_dir"] or a["rir_dir"]) else None
-    dataset = AudioCropDataset(datadir, crop, seed, feature_cfg, augment, bool(a["speed_perturb"]))
+    factors = tuple(a["speed_factors"]) if a["speed_perturb"] else (1.0,)
+    dataset = AudioCropDataset(datadir, crop, seed, feature_cfg, augment, factors)
     if feature_cfg is None:
         feat_dim, feat_id, feat_config = None, "waveform", {"waveform": True}
         what = "waveform front-end in the network"
@@ -400,6 +374,6 @@ def load_train_data(cfg: dict, features: str | os.PathLike | None = None,
         what = f"features {feat_id} computed on the fly"
     extras = [augment.describe()] if augment is not None else []
     if a["speed_perturb"]:
-        extras.append("speed perturbation 0.9/1.0/1.1")
+        extras.append("speed perturbation " + "/".join(f"{f:g}" for f in factors))
     desc = f"audio of {data_dir} ({what}{'; ' + '; '.join(extras) if extras else ''})"
     return TrainData(dataset, dataset.labels, dataset.speakers, Path(data_dir), feat_dim, feat_id, feat_config, desc)
