@@ -69,7 +69,7 @@ select_protocol() {
 if run_stage 0; then
   log "stage 0: corpus and data dirs"
   fp=$(prepare_data_inputs | fingerprint "$(cat)")
-  if is_done data/.done.prepare "$fp"; then
+  if is_done "data/.done.prepare.$recipe" "$fp"; then
     log "stage 0: data/ is up to date, skipping"
   else
     prepare_data >&2   # stdout of run.sh carries only the results table
@@ -78,7 +78,7 @@ if run_stage 0; then
       # shellcheck disable=SC2086
       for set in "$p_train" "$p_test"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
     done
-    mark_done data/.done.prepare "$fp"
+    mark_done "data/.done.prepare.$recipe" "$fp"   # one marker per recipe: recipes share data/
   fi
 fi
 
