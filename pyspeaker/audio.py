@@ -64,6 +64,29 @@ def _run_pipe(command: str, path: str | os.PathLike | None, line: int | None) ->
     return proc.stdout
 
 
+def _fix_streamed_wav(data: bytes) -> bytes:
+    """A WAV written to a pipe cannot seek back to fill in its sizes: some writers (sox, ffmpeg
+    with some options) leave the data chunk size 0, which libsndfile reads as no audio. Such a
+    size is set to the bytes that follow; other input is returned unchanged."""
+    import struct
+
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return data
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if chunk == b"data":
+            available = len(data) - pos - 8
+            if size != 0 or available == 0:
+                return data
+            fixed = bytearray(data)
+            struct.pack_into("<I", fixed, pos + 4, available)
+            struct.pack_into("<I", fixed, 4, len(data) - 8)
+            return bytes(fixed)
+        pos += 8 + size + (size & 1)
+    return data
+
+
 def _int_to_float(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:  # 8-bit PCM is unsigned
         return (array.astype(np.float32) - 128.0) / 128.0
@@ -91,7 +114,7 @@ def _decode(entry: str, path: str | os.PathLike | None, line: int | None) -> tup
     import soundfile
 
     if entry.endswith("|"):
-        source: str | io.BytesIO = io.BytesIO(_run_pipe(entry[:-1].strip(), path, line))
+        source: str | io.BytesIO = io.BytesIO(_fix_streamed_wav(_run_pipe(entry[:-1].strip(), path, line)))
     elif _ARK_ENTRY.fullmatch(entry) and not os.path.exists(entry):
         return _read_ark(entry, path, line)
     elif not os.path.isfile(entry):

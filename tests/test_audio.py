@@ -47,6 +47,22 @@ def test_pipe_entries(tmp_path: Path):
     np.testing.assert_allclose(samples, 0.5)
 
 
+def test_streamed_wav_with_unset_sizes_is_read_whole(tmp_path: Path):
+    """sox -t wav - and similar writers cannot seek back on a pipe: their header says 0 data bytes."""
+    import struct
+
+    x = pcm16(1000)
+    data = bytearray(write_pcm(tmp_path / "a.wav", x, rate=8000).read_bytes())
+    at = data.find(b"data")
+    struct.pack_into("<I", data, at + 4, 0)
+    struct.pack_into("<I", data, 4, 0)
+    (tmp_path / "streamed.wav").write_bytes(bytes(data))
+    assert len(sf.read(tmp_path / "streamed.wav")[0]) == 0  # what libsndfile alone makes of it
+    samples, rate = load_audio(f"cat {tmp_path / 'streamed.wav'} |")
+    assert rate == 8000
+    np.testing.assert_array_equal(samples, x / 32768.0)
+
+
 def test_failing_pipes_name_the_wav_scp_line(tmp_path: Path):
     with pytest.raises(DataError) as e:
         load_audio("false |", path_for_errors="data/wav.scp", line=7)

@@ -228,6 +228,11 @@ def test_kernel_strategies_agree(dtype):
             np.einsum("ij,ij->i", a[np.sort(ar)].astype(np.float64), b[br[np.argsort(ar, kind="stable")]])
             + ab[np.sort(ar)] + bb[br[np.argsort(ar, kind="stable")]])
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol, err_msg=name)
+    # trials grouped by enroll row (the gather path reads each run's row once), runs across chunk edges
+    runs = np.repeat(rng.integers(0, 300, 500), rng.integers(1, 15, 500))[:5000]
+    got = kernel.pair_scores(a, b, runs, br[:len(runs)], matrix_max_entries=0, chunk_values=16 * 37,
+                             sddmm_min_trials=10 ** 9)
+    np.testing.assert_allclose(got, np.einsum("ij,ij->i", a[runs], b[br[:len(runs)]]), rtol=tol, atol=tol)
     assert kernel.pair_scores(a, b, np.array([], int), np.array([], int)).shape == (0,)
 
 

@@ -156,12 +156,24 @@ def _gathered_part(a: np.ndarray, b: np.ndarray, a_rows: np.ndarray, b_rows: np.
     # preallocated buffers: a fresh 1 MiB array per chunk costs page faults that outweigh the work
     buf_a = np.empty((chunk, dim), dtype=a.dtype)
     buf_b = np.empty((chunk, dim), dtype=a.dtype)
+    buf_runs = np.empty((chunk, dim), dtype=a.dtype)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         m = stop - start
         x, y = buf_a[:m], buf_b[:m]
+        rows = a_rows[start:stop]
+        new_run = rows[1:] != rows[:-1]
+        runs = 1 + int(np.count_nonzero(new_run))
         # mode="clip": the rows are valid, and the default mode="raise" buffers `out` (2x slower)
-        np.take(a, a_rows[start:stop], axis=0, out=x, mode="clip")
+        if runs * 2 <= m:
+            # trials grouped by enroll (VoxCeleb lists: ~10 per enroll utterance): read each enroll row
+            # once from the big matrix, then copy it along its run from the cache-resident buffer
+            firsts = np.concatenate(([0], np.flatnonzero(new_run) + 1))
+            np.take(a, rows[firsts], axis=0, out=buf_runs[:runs], mode="clip")
+            run_of = np.concatenate(([0], np.cumsum(new_run)))
+            np.take(buf_runs[:runs], run_of, axis=0, out=x, mode="clip")
+        else:
+            np.take(a, rows, axis=0, out=x, mode="clip")
         np.take(b, b_rows[start:stop], axis=0, out=y, mode="clip")
         np.vecdot(x, y, out=out[start:stop])  # faster than einsum("ij,ij->i") and batched matmul
     return out
