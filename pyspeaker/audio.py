@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from pyspeaker.errors import DataError
+from pyspeaker.errors import DataError, require_finite
 from pyspeaker.log import get_logger
 
 if TYPE_CHECKING:
@@ -150,6 +150,8 @@ def load_audio(entry: str, *, path_for_errors: str | os.PathLike | None = None, 
     samples = np.ascontiguousarray(frames[:, 0])
     if len(samples) == 0:
         raise DataError(f"no audio in {entry!r} (0 samples)", path=path_for_errors, line=line)
+    # Float WAVs can hold NaN / inf samples, which would turn every feature of the file into NaN.
+    require_finite(samples, f"samples of audio {entry!r}", path_for_errors, line=line)
     if expected_sample_rate is not None and rate != expected_sample_rate:
         raise DataError(f"sample rate {rate} Hz, expected {expected_sample_rate} Hz: {entry!r}",
                         path=path_for_errors, line=line)
@@ -190,6 +192,7 @@ def read_random_span(entry: str, length: int, rng: np.random.Generator, sample_r
             x = x[first:first + length]
     if len(x) == 0:
         raise DataError(f"no audio in {entry!r} (0 samples)", **where)
+    require_finite(x, f"samples of audio {entry!r}", **where)
     if len(x) < length:
         x = np.resize(x, length)
     return np.ascontiguousarray(x, dtype=np.float32)

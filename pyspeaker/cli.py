@@ -39,20 +39,34 @@ def cli():
     """
 
 
+def _one_line(text: str) -> str:
+    return " / ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+
+
 def main(argv=None) -> None:
+    """Run the CLI. Every failure is one ``error: ...`` line on stderr, never a traceback: bad input
+    and refused requests exit 1, usage errors (an unknown option, a value out of range) exit 2."""
     try:
         cli.main(args=argv, prog_name="pyspeaker", standalone_mode=False)
     except PyspeakerError as e:
-        click.echo(f"error: {e.format()}", err=True)
+        click.echo(f"error: {_one_line(e.format())}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as e:
+        command = e.ctx.command_path if e.ctx is not None else "pyspeaker"
+        click.echo(f"error: {_one_line(e.format_message())} (see '{command} --help')", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {_one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:  # a system error no reader turned into a DataError: still one line naming the file
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"error: {where}{_one_line(e.strerror or e)}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

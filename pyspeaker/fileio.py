@@ -1,28 +1,117 @@
 """Atomic outputs: results appear complete under their final name or not at all.
 
-Everything is first written to a hidden temporary sibling (same directory, so the final
-``os.replace`` is a rename on one filesystem) and only renamed when the writer finished without
+Everything is first written to a hidden temporary sibling (same directory, so the final rename
+stays on one filesystem), flushed to disk (fsync) and only renamed when the writer finished without
 error. A failed run therefore never leaves a half-written file and never clobbers an earlier result.
+Temporary siblings carry the host and pid of their writer, so the next run of the same command
+removes those a killed run left behind (and never those of a writer that is still alive).
+Write errors (a full disk, a read-only directory) become one ``PyspeakerError`` naming the output.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import gc
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
+
+from pyspeaker.errors import ConfigError, PyspeakerError
+
+_HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+
+
+def _tmp_prefix(final: Path, kind: str) -> str:
+    return f".{final.name}.{kind}-{_HOST}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings of ``final`` whose writer (on this host) has died."""
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for kind in ("tmp", "old"):
+        for p in final.parent.glob(f".{final.name}.{kind}-{_HOST}-*-*"):
+            pid = p.name[len(f".{final.name}.{kind}-{_HOST}-"):].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def _tmp_sibling(final: Path, is_dir: bool) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{final.name}.tmp-"
-    if is_dir:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-    fd, name = tempfile.mkstemp(prefix=prefix, dir=final.parent)
-    os.close(fd)
-    return Path(name)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final)
+        prefix = _tmp_prefix(final, "tmp")
+        if is_dir:
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=final.parent)
+        os.close(fd)
+        return Path(name)
+    except OSError as e:
+        raise write_error(final, e) from None
+
+
+def write_error(final: str | os.PathLike, err: OSError) -> PyspeakerError:
+    """One line for a failed write: the output it was for and the system's reason."""
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        reason = "no space left on device"
+    return PyspeakerError(f"cannot write this output: {reason}; earlier results are kept", path=final)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            _fsync_path(Path(folder) / name)
+        _fsync_path(Path(folder))
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_libc = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        fn = _libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 @contextlib.contextmanager
@@ -33,7 +122,12 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o644)
+        _fsync_path(tmp)
         os.replace(tmp, final)
+        _fsync_path(final.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(final, e) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -43,29 +137,81 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory; on success it becomes ``final``.
 
-    An existing ``final`` is replaced only after the new one is complete (old moved aside,
-    new renamed in, old removed), so an interrupted run keeps the earlier result.
+    An existing ``final`` is swapped with the new one in one atomic exchange, so there is no moment
+    in which ``final`` is missing, and an interrupted run keeps the earlier result.
     """
     final = Path(final)
     tmp = _tmp_sibling(final, is_dir=True)
     try:
         yield tmp
         os.chmod(tmp, 0o755)
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        _fsync_tree(tmp)
+        if final.is_dir() and not final.is_symlink() and _exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old result
+        elif final.exists():
+            # No atomic exchange (not Linux, or a filesystem without it): old aside, new in.
+            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(final, "old"), dir=final.parent))
             os.replace(final, old / final.name)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        _fsync_path(final.parent)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(final, e) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+@contextlib.contextmanager
+def scratch_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """A temporary working directory beside ``final``, removed afterwards (and by the next run if
+    this one is killed)."""
+    final = Path(final)
+    tmp = _tmp_sibling(final, is_dir=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_text_atomic(final: str | os.PathLike, text: str) -> None:
     with atomic_file(final) as tmp:
         tmp.write_text(text)
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+def refuse_overlap(outputs: Mapping[str, str | os.PathLike | None],
+                   inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Refuse, before any work, an output that is, contains or lies inside one of the inputs.
+
+    Keys are the option names shown to the user (``--out``); None values are ignored. Paths are
+    compared resolved, with symlinks followed, so ``out -> features`` is caught too. Writing an
+    output replaces it whole, which would delete or rewrite the input.
+    """
+    for out_name, out in outputs.items():
+        if out is None:
+            continue
+        o = _resolved(out)
+        for in_name, inp in inputs.items():
+            if inp is None:
+                continue
+            i = _resolved(inp)
+            if o == i:
+                relation = "is"
+            elif o in i.parents:
+                relation = "contains"
+            elif i in o.parents:
+                relation = "lies inside"
+            else:
+                continue
+            raise ConfigError(f"{out_name} {out} {relation} the input {in_name} {inp}: "
+                              "refusing to write over an input; choose another output path")
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ def command(exp_dir, last_n, paths, out):
     from pathlib import Path
 
     from pyspeaker.errors import ConfigError, DataError
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.training.checkpoint import average_checkpoints, epoch_checkpoints
 
@@ -42,6 +43,7 @@ def command(exp_dir, last_n, paths, out):
                             f"({', '.join(p.name for _, p in found) or 'none'})", path=Path(exp_dir) / "checkpoints")
         chosen = [p for _, p in found[-last_n:]]
         out = out or Path(exp_dir) / "checkpoints" / f"avg_last{last_n}.pt"
+    refuse_overlap({"--out": out}, {f"--checkpoint {p.name}": p for p in chosen})
     state = average_checkpoints(chosen, out)
     log.info("averaged %d checkpoints (%s) -> %s (epoch %s)", len(chosen), ", ".join(p.name for p in chosen), out,
              state.get("epoch"))

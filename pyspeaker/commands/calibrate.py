@@ -29,11 +29,13 @@ def command() -> None:
 def train(scores_path: Path, trials_path: Path, out: Path, p_target: float) -> None:
     """Fit llr = scale * score + offset on labelled calibration trials."""
     from pyspeaker.commands.compute_metrics import load_matched
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.metrics import cllr
     from pyspeaker.scoring.calibration import train_calibration
 
     setup_logging()
+    refuse_overlap({"--out": out}, {"--scores": scores_path, "--trials": trials_path})
     matched, labels, _, _ = load_matched(scores_path, trials_path)
     cal = train_calibration(matched[labels], matched[~labels], p_target=p_target)
     cal.trials, cal.scores = str(trials_path), str(scores_path)
@@ -98,9 +100,13 @@ def apply(scores_path: Path, calibration_path: Path, out: Path) -> None:
     """Write calibrated scores (log-likelihood ratios)."""
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.scoring.calibration import Calibration
-    from pyspeaker.scoring.pipeline import check_sidecar_free, read_sidecar, write_sidecar
+    from pyspeaker.fileio import refuse_overlap
+    from pyspeaker.scoring.pipeline import check_sidecar_free, read_sidecar, sidecar_path, write_sidecar
 
     setup_logging()
+    refuse_overlap({"--out": out, "--out (its scores.json)": sidecar_path(out)},
+                   {"--scores": scores_path, "--scores (its scores.json)": sidecar_path(scores_path),
+                    "--calibration": calibration_path})
     check_sidecar_free(out)
     cal = Calibration.load(calibration_path)
     source = read_sidecar(scores_path) or {}

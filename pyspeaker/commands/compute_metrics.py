@@ -189,13 +189,16 @@ def command(scores_path: Path, trials_path: Path, p_targets: tuple[float, ...], 
     """Compute EER and minDCF of the --scores against the labels of the --trials."""
     import json
 
-    from pyspeaker.fileio import write_text_atomic
+    from pyspeaker.fileio import refuse_overlap, write_text_atomic
     from pyspeaker.log import setup_logging
     from pyspeaker.metrics import (act_dcf, cllr, eer_from_rates, error_rates, kaldi_eer, kaldi_min_dcf,
                                    min_cllr, min_dcf_from_rates)
-    from pyspeaker.scoring.pipeline import read_sidecar
+    from pyspeaker.scoring.pipeline import read_sidecar, sidecar_path
 
     setup_logging()
+    refuse_overlap({"--out": out, "--det": det, "--hist": hist},
+                   {"--scores": scores_path, "--scores (its scores.json)": sidecar_path(scores_path),
+                    "--trials": trials_path})
     start = time.perf_counter()
     p_targets = tuple(dict.fromkeys(p_targets or (0.01, 0.05)))
     matched, labels, trials, num_scores = load_matched(scores_path, trials_path)

@@ -36,7 +36,6 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
     The same utterance gets the same embedding whatever the batching or the number of jobs.
     """
     import sys
-    import tempfile
     import time
     from pathlib import Path
 
@@ -46,6 +45,7 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
     from pyspeaker.data import read_utt2spk
     from pyspeaker.errors import DataError
     from pyspeaker.extraction import extract_store
+    from pyspeaker.fileio import refuse_overlap, scratch_dir
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.parallel import run_jobs
     from pyspeaker.store.embeddings import write_embeddings
@@ -55,10 +55,16 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
 
     setup_logging()
     log = get_logger("extract")
+    if not job_out:
+        refuse_overlap({"--out": out_dir}, {"--checkpoint": checkpoint, "--features": features, "--utt2spk": utt2spk})
     if threads:
         torch.set_num_threads(threads)
     model, ckpt = model_from_checkpoint(checkpoint)
     store = FeatureStore(features)
+    want_dim = ckpt["model_options"].get("n_mels")
+    if want_dim is not None and not ckpt["model_options"].get("waveform") and want_dim != store.dim:
+        raise DataError(f"features of dim {store.dim}, but the model {checkpoint} takes dim {want_dim}; "
+                        "make features with the training config", path=store.h5_path)
     if ckpt.get("feat_id") and store.feat_id and ckpt["feat_id"] != store.feat_id:
         raise DataError(f"features {store.feat_id} differ from the ones the model was trained on "
                         f"({ckpt['feat_id']}); make features with the training config", path=store.h5_path)
@@ -75,7 +81,7 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
     else:
         bounds = np.linspace(0, len(store), min(nj, len(store)) + 1).astype(int)
         logs_dir = Path(out_dir).parent / "log"
-        with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as tmp:
+        with scratch_dir(out_dir) as tmp:
             parts = [Path(tmp) / f"part.{j}.npz" for j in range(1, len(bounds))]
             jobs = [[sys.executable, "-m", "pyspeaker", "extract", "--checkpoint", str(checkpoint),
                      "--features", str(features), "--out", str(out_dir), "--device", device, "--threads", "1",

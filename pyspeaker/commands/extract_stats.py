@@ -21,11 +21,13 @@ def command(features, out_dir):
 
     from pyspeaker.data import read_utt2spk
     from pyspeaker.extraction import feature_statistics
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.store.embeddings import write_embeddings
     from pyspeaker.store.features import FeatureStore
 
     setup_logging()
+    refuse_overlap({"--out": out_dir}, {"--features": features})
     t0 = time.time()
     store = FeatureStore(features)
     stats = feature_statistics(store)

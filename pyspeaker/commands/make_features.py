@@ -33,7 +33,7 @@ def _conf_args(conf, kind, vad, vad_conf, cmn, cmn_window) -> list[str]:
 @click.option("--format", "fmt", type=click.Choice(["hdf5", "ark"]), default="hdf5", show_default=True,
               help="ark also writes Kaldi feats.scp/feats.ark next to the HDF5 store.")
 @click.option("--compress/--no-compress", default=False, help="With --format ark: Kaldi-compressed matrices.")
-@click.option("--nj", type=int, default=1, show_default=True, help="Number of parallel jobs (one log per job).")
+@click.option("--nj", type=click.IntRange(1), default=1, show_default=True, help="Number of parallel jobs (one log per job).")
 @click.option("--cmd", default="local", show_default=True,
               help="Job launcher: 'local', or a prefix such as 'srun --ntasks=1' put before each job.")
 @click.option("--force", is_flag=True, help="Recompute even if an up-to-date store exists.")
@@ -53,6 +53,7 @@ def command(data_dir, conf, kind, vad, vad_conf, cmn, cmn_window, features_root,
     from pathlib import Path
 
     from pyspeaker.features import load_feature_config
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.features.store_builder import build_store, compute_part, is_up_to_date, store_dir
     from pyspeaker.log import get_logger, setup_logging
 
@@ -72,6 +73,7 @@ def command(data_dir, conf, kind, vad, vad_conf, cmn, cmn_window, features_root,
     if print_path:
         click.echo(str(out))
         return
+    refuse_overlap({"the store": out}, {"--data-dir": data_dir, "--conf": conf, "--vad-conf": vad_conf})
     if not force and is_up_to_date(out, cfg, data_dir):
         log.info("%s is up to date with %s; skipping (use --force to recompute)", out, data_dir)
         click.echo(str(out))

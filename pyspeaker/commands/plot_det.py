@@ -24,10 +24,13 @@ def command(systems: tuple[str, ...], trials_path: Path, out: Path, p_targets: t
     """One DET plot (normal-deviate axes) with a curve, EER and minDCF points per system."""
     from pyspeaker.commands.compute_metrics import load_matched
     from pyspeaker.errors import ConfigError, DataError
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.plots import plot_det
 
     setup_logging()
+    refuse_overlap({"--out": out}, {"--trials": trials_path,
+                                    **{f"--system {s}": s.partition("=")[2] or None for s in systems}})
     curves = {}
     for item in systems:
         name, sep, path = item.partition("=")

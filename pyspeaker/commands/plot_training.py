@@ -44,10 +44,11 @@ def command(exp_dir, out):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from pyspeaker.fileio import atomic_file
+    from pyspeaker.fileio import atomic_file, refuse_overlap
     from pyspeaker.log import setup_logging
 
     setup_logging()
+    refuse_overlap({"--out": out}, {"metrics.tsv": Path(exp_dir) / "metrics.tsv"})
     cols = read_metrics(Path(exp_dir) / "metrics.tsv")
     epochs = np.array(cols["epoch"])
     panels = [("loss", "training loss"), ("accuracy", "training accuracy (%)")]

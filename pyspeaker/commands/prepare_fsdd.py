@@ -28,10 +28,15 @@ def command(fsdd_dir, data_root, open_test_speakers, heldout_reps, max_reps, pre
     speakers; the --heldout-reps repetitions are verified, the others trained on.
     """
     from pyspeaker.data.fsdd import prepare_fsdd
+    from pathlib import Path
+
     from pyspeaker.errors import ConfigError
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import setup_logging
 
     setup_logging()
+    refuse_overlap({f"--out ({prefix}_{p}_{s})": Path(data_root) / f"{prefix}_{p}_{s}"
+                    for p in ("open", "closed") for s in ("train", "test")}, {"--fsdd-dir": fsdd_dir})
     try:
         reps = tuple(int(x) for x in _words(heldout_reps))
     except ValueError:

@@ -33,6 +33,15 @@ def command() -> None:
     setup_logging()
 
 
+def _refuse_overlap(data_root, set_names, inputs) -> None:
+    """The data dirs this command writes under --out must not be (or hold) a corpus it reads."""
+    from pathlib import Path
+
+    from pyspeaker.fileio import refuse_overlap
+
+    refuse_overlap({f"--out ({name})": Path(data_root) / name for name in set_names}, inputs)
+
+
 @command.command(name="check")
 @click.option("--vox1-dir", type=_DIR, default=None, help="VoxCeleb1 (wav/idNNNNN/<video>/NNNNN.wav).")
 @click.option("--vox2-dir", type=_DIR, default=None, help="VoxCeleb2 dev (dev/aac/idNNNNN/<video>/NNNNN.m4a).")
@@ -102,6 +111,8 @@ def data(vox1_dir, vox2_dir, lists_dir, data_root, ffmpeg, check_counts) -> None
 
     if not vox1_dir and not vox2_dir:
         raise ConfigError("give --vox1-dir and/or --vox2-dir")
+    _refuse_overlap(data_root, ("voxceleb1", "voxceleb1_dev", "voxceleb1_test", "voxceleb2_dev"),
+                    {"--vox1-dir": vox1_dir, "--vox2-dir": vox2_dir, "--lists-dir": lists_dir})
     if vox1_dir:
         _print_sets(prepare_voxceleb1(vox1_dir, data_root))
         _print_trials(convert_vox1_lists(lists_dir or vox1_dir, data_root, check_counts=check_counts))
@@ -122,6 +133,9 @@ def trials(list_file, out, data_dir, expected) -> None:
     from pyspeaker.data.kaldi_dir import read_table
     from pyspeaker.data.voxceleb import LIST_ALIASES, VOX1_LISTS, convert_trials
 
+    from pyspeaker.fileio import refuse_overlap
+
+    refuse_overlap({"OUT": out}, {"LIST_FILE": list_file, "--data-dir": data_dir})
     name = LIST_ALIASES.get(Path(list_file).name, Path(list_file).name)
     if expected is None and name in VOX1_LISTS:
         expected = VOX1_LISTS[name].expected
@@ -144,6 +158,8 @@ def augment(musan_dir, rirs_dir, rir_rooms, data_root) -> None:
 
     if not musan_dir and not rirs_dir:
         raise ConfigError("give --musan-dir and/or --rirs-dir")
+    _refuse_overlap(data_root, ("musan", "musan_music", "musan_speech", "musan_noise", "rirs_simulated", "rirs_real"),
+                    {"--musan-dir": musan_dir, "--rirs-dir": rirs_dir})
     if musan_dir:
         _print_sets(prepare_musan(musan_dir, data_root))
     if rirs_dir:

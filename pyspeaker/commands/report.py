@@ -58,8 +58,9 @@ def command(systems, out, title):
     import json
 
     from pyspeaker.errors import DataError
-    from pyspeaker.fileio import write_text_atomic
+    from pyspeaker.fileio import refuse_overlap, write_text_atomic
 
+    refuse_overlap({"--out": out}, {f"--system {s}": s.partition("=")[2] or None for s in systems})
     rows = []
     for item in systems:
         if "=" not in item:

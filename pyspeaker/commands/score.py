@@ -73,6 +73,34 @@ def _crop_scores(trial_codes, embeddings: Path, test_embeddings: Path | None, ca
     return scores if calib is None else calib.apply(scores)
 
 
+def _check_dimensions(sources: dict) -> None:
+    """All vectors of a scoring run share one dimension; a mismatch names the file that differs."""
+    from pyspeaker.errors import DataError
+
+    first = None
+    for option, (path, values) in sources.items():
+        if path is None or values is None:
+            continue
+        dim = values.shape[-1] if values.ndim > 1 else values.size
+        if first is None:
+            first = (option, path, dim)
+        elif dim != first[2]:
+            raise DataError(f"{option} has dimension {dim}, but {first[0]} {first[1]} has {first[2]}", path=path)
+
+
+def _check_finite_scores(scores, trial_codes, trials: Path) -> None:
+    """A back-end whose statistics went wrong gives NaN scores: refuse them before writing."""
+    import numpy as np
+
+    from pyspeaker.errors import DataError
+
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise DataError(f"{bad.size} scores are not finite (first: trial {trial_codes.pair(int(bad[0]))} scored "
+                        f"{scores[bad[0]]}); check the back-end and the embeddings", path=trials,
+                        line=trial_codes.line(int(bad[0])))
+
+
 @click.command(name="score")
 @click.option("--embeddings", "embeddings", required=True, type=click.Path(exists=True, path_type=Path),
               help="Enroll embeddings: a dir with xvector.h5/xvector.scp, or an .h5/.scp/.ark file "
@@ -111,14 +139,19 @@ def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: P
             num_utts: Path | None, crop_scoring: bool, calibration: Path | None) -> None:
     """Score every trial with the chosen back-end and write scores.txt (atomically)."""
     from pyspeaker.errors import ConfigError
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import setup_logging
     from pyspeaker.scoring.backend import CosineBackend, cohort_path, load_backend
     from pyspeaker.scoring.lists import read_trial_codes
-    from pyspeaker.scoring.pipeline import (check_sidecar_free, read_num_utts, score_codes, write_scores,
-                                            write_sidecar)
+    from pyspeaker.scoring.pipeline import (check_sidecar_free, read_num_utts, score_codes, sidecar_path,
+                                            write_scores, write_sidecar)
     from pyspeaker.store.embeddings import load_embeddings
 
     setup_logging()
+    refuse_overlap({"--out": out, "--out (its scores.json)": sidecar_path(out)},
+                   {"--embeddings": embeddings, "--test-embeddings": test_embeddings, "--trials": trials,
+                    "--backend-dir": backend_dir, "--mean-from": mean_from, "--mean": mean_file, "--cohort": cohort,
+                    "--num-utts": num_utts, "--calibration": calibration})
     if mean_from is not None and mean_file is not None:
         raise ConfigError("give --mean-from or --mean, not both")
     if backend_dir is not None and (mean_from is not None or mean_file is not None):
@@ -150,6 +183,11 @@ def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: P
         from pyspeaker.scoring.calibration import Calibration
 
         calib = Calibration.load(calibration)
+    _check_dimensions({"--embeddings": (embeddings, matrix),
+                       "--test-embeddings": (test_embeddings, test_matrix),
+                       "--backend-dir" if backend_dir else "--mean": (backend_dir or mean_file or mean_from,
+                                                                      backend.mean),
+                       "--cohort": (cohort, cohort_matrix)})
     loaded = time.perf_counter()
     if crop_scoring:
         scores = _crop_scores(trial_codes, embeddings, test_embeddings, calib)
@@ -158,6 +196,7 @@ def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: P
                              score_norm=score_norm, cohort=cohort_matrix, top_n=top_n, num_utts=counts,
                              calibration=calib)
     scored = time.perf_counter()
+    _check_finite_scores(scores, trial_codes, trials)
     size = write_scores(out, trial_codes, scores)
     label = "voxceleb_trainer-crops" if crop_scoring else backend.label
     write_sidecar(out, {

@@ -82,6 +82,7 @@ def command(config_path, features, data_dir, exp_dir, overrides, resume, mixedpr
     import torch
 
     from pyspeaker.errors import ConfigError
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import setup_logging
     from pyspeaker.training.config import alias_overrides, load_config
     from pyspeaker.training.trainer import train
@@ -91,6 +92,7 @@ def command(config_path, features, data_dir, exp_dir, overrides, resume, mixedpr
         torch.set_num_threads(threads)
     if (features is None) == (data_dir is None):
         raise ConfigError("give the training data with --features STORE or --data-dir DIR (one of them)")
+    refuse_overlap({"--exp-dir": exp_dir}, {"--features": features, "--data-dir": data_dir, "--config": config_path})
     extra = alias_overrides({k[len("vt_"):]: v for k, v in vt.items()})
     if mixedprec:
         extra.append("train.mixedprec=true")

@@ -55,13 +55,14 @@ def command(embeddings: Path, out_dir: Path, backend: str, utt2spk: Path | None,
             cohort: bool) -> None:
     """Train a back-end on training embeddings and store it under --out (backend.json + parameters)."""
     from pyspeaker.errors import ConfigError
-    from pyspeaker.fileio import atomic_dir
+    from pyspeaker.fileio import atomic_dir, refuse_overlap
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.scoring.backend import save_backend, speaker_means, train_backend
     from pyspeaker.store.embeddings import load_embeddings
 
     setup_logging()
     log = get_logger("train-backend")
+    refuse_overlap({"--out": out_dir}, {"--embeddings": embeddings, "--utt2spk": utt2spk})
     ids, emb = load_embeddings(embeddings)
     labels_path = utt2spk if utt2spk is not None else _default_utt2spk(embeddings)
     if labels_path is None and backend == "plda":

@@ -65,7 +65,7 @@ def command(initial_model, model, encoder_type, trainfunc, nOut, n_mels, log_inp
 
     from pyspeaker.compat import voxceleb_trainer as vt
     from pyspeaker.errors import ConfigError
-    from pyspeaker.fileio import write_text_atomic
+    from pyspeaker.fileio import refuse_overlap, write_text_atomic
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.metrics import compute_eer, compute_min_dcf
     from pyspeaker.models import count_parameters
@@ -73,6 +73,8 @@ def command(initial_model, model, encoder_type, trainfunc, nOut, n_mels, log_inp
 
     setup_logging()
     log = get_logger("voxceleb-eval")
+    refuse_overlap({"--save-scores": save_scores, "--save-embeddings": save_embeddings},
+                   {"--initial_model": initial_model, "--test_list": test_list, "--test_path": test_path})
     if threads:
         torch.set_num_threads(threads)
     if not 0.0 < dcf_p_target < 1.0:

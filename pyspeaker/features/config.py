@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,9 +284,12 @@ def _parse_value(name: str, text: str) -> Any:
             return False
         raise ValueError(f"expected true or false, got {text!r}")
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise ValueError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 def parse_kaldi_conf(path: str | os.PathLike, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -338,6 +342,10 @@ def load_feature_config(conf_path: str | os.PathLike, kind: str | None = None,
     A ``vad_conf`` alone does not switch VAD on; ``vad=True`` does (with Kaldi's defaults when
     no ``vad_conf`` is given).
     """
+    if not Path(conf_path).is_file():
+        raise ConfigError("feature config file not found", path=conf_path)
+    if vad_conf is not None and not Path(vad_conf).is_file():
+        raise ConfigError("VAD config file not found", path=vad_conf)
     if kind is None:
         kind = kind_from_path(conf_path)
         if kind is None:

@@ -22,9 +22,10 @@ log = get_logger(__name__)
 
 
 def data_checksum(data_dir: Path) -> str:
-    """sha1 over the files that decide the store's content (audio list, segments, speakers)."""
+    """sha1 over the files that decide the store's content (audio list, segments, speakers); the
+    store keeps copies of utt2spk and spk2utt, so a change in either makes it out of date."""
     h = hashlib.sha1()
-    for name in ("wav.scp", "segments", "utt2spk"):
+    for name in ("wav.scp", "segments", "utt2spk", "spk2utt"):
         p = data_dir / name
         h.update(name.encode() + b"\0")
         if p.is_file():
@@ -37,6 +38,11 @@ def store_dir(features_root: Path, cfg, data_dir: Path, name: str | None = None)
 
 
 def is_up_to_date(out: Path, cfg, data_dir: Path) -> bool:
+    """The store exists for this config and this data dir's content. The data dir is validated
+    first (without decoding audio), so an inconsistent one is never reported up to date."""
+    from pyspeaker.data import DataDir
+
+    DataDir.load(data_dir, validate=True)
     manifest = out / "manifest.json"
     if not manifest.is_file() or not (out / "feats.h5").is_file():
         return False

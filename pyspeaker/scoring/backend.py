@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyspeaker.errors import ConfigError, DataError
+from pyspeaker.errors import ConfigError, DataError, require_finite
 from pyspeaker.log import get_logger
 from pyspeaker.scoring.kernel import matrix_scores, pair_scores, used_rows
 from pyspeaker.scoring.lda import Lda, train_lda
@@ -198,12 +198,25 @@ def train_backend(kind: str, emb: np.ndarray, labels: list[str] | None, lda_dim:
 
 # --- storage -------------------------------------------------------------------------------------
 
+def _require_finite_backend(backend: Backend, source) -> None:
+    """Statistics of a degenerate training set (e.g. one embedding per speaker, or collinear
+    embeddings) can come out NaN / inf: refuse them rather than store a back-end scoring NaN."""
+    parts = {"mean": backend.mean}
+    if isinstance(backend, PldaBackend):
+        parts.update(lda=None if backend.lda is None else backend.lda.kaldi_matrix(), plda_mean=backend.plda.mean,
+                     plda_transform=backend.plda.transform, plda_psi=backend.plda.psi)
+    for name, values in parts.items():
+        if values is not None:
+            require_finite(values, f"back-end statistics ({name}) trained on these embeddings", path=source)
+
+
 def save_backend(backend: Backend, directory: Path, description: dict,
                  cohort: tuple[list[str], np.ndarray] | None = None) -> None:
     """Write the back-end's files into ``directory`` (an existing, usually temporary, directory)."""
     import kaldiio
 
     directory = Path(directory)
+    _require_finite_backend(backend, description.get("embeddings"))
     files: dict[str, str] = {}
     if backend.mean is not None:
         np.save(directory / "mean.npy", backend.mean.astype(np.float32))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pyspeaker.errors import DataError
+from pyspeaker.errors import DataError, require_finite
 from pyspeaker.fileio import atomic_dir
+from pyspeaker.store.features import open_h5
 
 
 def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndarray, ark: bool = True,
@@ -31,6 +32,8 @@ def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndar
     matrix = np.asarray(matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(ids):
         raise ValueError(f"embedding matrix {matrix.shape} does not match {len(ids)} ids")
+    # A network that diverged gives NaN embeddings: refuse before replacing earlier ones.
+    require_finite(matrix, "embedding", path=out_dir, ids=ids)
     order = np.argsort(np.array(ids, dtype=object), kind="stable") if ids != sorted(ids) else None
     if order is not None:
         ids, matrix = [ids[i] for i in order], matrix[order]
@@ -62,20 +65,34 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise DataError("embeddings file not found", path=path)
     if path.suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
+        with open_h5(path, "embeddings file") as f:
             ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
-            return ids, f["embeddings"][()].astype(np.float32, copy=False)
+            matrix = f["embeddings"][()].astype(np.float32, copy=False)
+    else:
+        ids, matrix = _load_kaldi_vectors(path)
+    require_finite(matrix, "embedding", path=path, ids=ids)
+    return ids, matrix
+
+
+def _load_kaldi_vectors(path: Path) -> tuple[list[str], np.ndarray]:
     import kaldiio
 
-    # load_scp gives a mapping, load_ark a generator of (key, value) pairs
-    items = list(kaldiio.load_scp(str(path)).items()) if path.suffix == ".scp" else list(kaldiio.load_ark(str(path)))
+    try:
+        # load_scp gives a lazy mapping (its arks are opened on access), load_ark a generator of pairs
+        table = kaldiio.load_scp(str(path)) if path.suffix == ".scp" else None
+        items = list(table.items()) if table is not None else list(kaldiio.load_ark(str(path)))
+    except FileNotFoundError as e:
+        raise DataError(f"the ark file {e.filename} it points to is missing", path=path) from None
+    except Exception as e:  # kaldiio raises many kinds for a foreign or truncated file
+        raise DataError(f"cannot read Kaldi vectors: {type(e).__name__}: {e}", path=path) from None
     if not items:
         raise DataError("no embeddings in this file", path=path)
     ids = [k for k, _ in items]
-    matrix = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for _, v in items])
-    return ids, matrix
+    rows = [np.asarray(v, dtype=np.float32).reshape(-1) for _, v in items]
+    dims = {len(r) for r in rows}
+    if len(dims) > 1:
+        raise DataError(f"vectors of different dimensions ({sorted(dims)}) in one table", path=path)
+    return ids, np.stack(rows)
 
 
 def speaker_means(ids: list[str], matrix: np.ndarray, utt2spk: dict[str, str]) -> tuple[list[str], np.ndarray, list[int]]:
@@ -93,13 +110,11 @@ def speaker_means(ids: list[str], matrix: np.ndarray, utt2spk: dict[str, str]) -
 
 def load_crop_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """The per-crop embeddings [N, K, D] of an embeddings dir or xvector.h5 made with --eval-frames."""
-    import h5py
-
     path = Path(path)
     h5 = path / "xvector.h5" if path.is_dir() else path
     if not h5.is_file():
         raise DataError("no xvector.h5 here", path=path)
-    with h5py.File(h5, "r") as f:
+    with open_h5(h5, "embeddings file") as f:
         if "crops" not in f:
             raise DataError("these embeddings have no per-crop vectors: extract them with --eval-frames", path=h5)
         ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]

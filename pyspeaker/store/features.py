@@ -13,6 +13,7 @@ A random training crop is then one contiguous slice read. The store directory al
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from pyspeaker.errors import DataError
+from pyspeaker.errors import DataError, require_finite
 
 FORMAT_VERSION = 1
 STORE_FILE = "feats.h5"
@@ -30,6 +31,29 @@ MANIFEST = "manifest.json"
 def _h5():
     import h5py
     return h5py
+
+
+@contextlib.contextmanager
+def open_h5(path: str | os.PathLike, what: str):
+    """Open an HDF5 file of ours for reading; a truncated or foreign file is one DataError naming it."""
+    h5py = _h5()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(f"cannot read this {what}: not a complete HDF5 file ({_h5_reason(e)})", path=path) from None
+    try:
+        with f:
+            yield f
+    except KeyError as e:
+        raise DataError(f"not a pyspeaker {what}: no {e.args[0] if e.args else 'expected'} entry", path=path) from None
+    except OSError as e:
+        raise DataError(f"cannot read this {what}: damaged HDF5 data ({_h5_reason(e)})", path=path) from None
+
+
+def _h5_reason(err: OSError) -> str:
+    # h5py's messages look like "Unable to synchronously open file (truncated file: eof = 1, ...)"
+    text = str(err)
+    return text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
 
 
 class FeatureStoreWriter:
@@ -59,6 +83,7 @@ class FeatureStoreWriter:
             raise ValueError(f"{utt}: features of shape {feats.shape}, expected [frames, {self.dim}]")
         if self._ids and utt <= self._ids[-1]:
             raise ValueError(f"utterances must be added in sorted order: {utt} after {self._ids[-1]}")
+        require_finite(feats, f"features of utterance {utt!r}", path=self.path)
         self._ids.append(utt)
         self._offsets.append(self._offsets[-1] + feats.shape[0])
         self._buf.append(feats)
@@ -117,8 +142,7 @@ class FeatureStore:
         self.h5_path = path / STORE_FILE if path.is_dir() else path
         if not self.h5_path.is_file():
             raise DataError("no feature store here (missing feats.h5); run make-features first", path=self.h5_path)
-        h5py = _h5()
-        with h5py.File(self.h5_path, "r") as f:
+        with open_h5(self.h5_path, "feature store") as f:
             self.ids: list[str] = [s.decode() if isinstance(s, bytes) else s for s in f["utt_ids"][()]]
             self.offsets: np.ndarray = f["offsets"][()]
             self.dim = int(f.attrs["dim"])

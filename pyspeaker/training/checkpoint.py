@@ -34,13 +34,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise DataError(f"cannot read checkpoint: {e}", path=path) from None
 
 
+def require_training_checkpoint(ckpt, path: str | os.PathLike) -> None:
+    """A pyspeaker checkpoint has the network's state and the options to rebuild it."""
+    if isinstance(ckpt, dict) and "model" in ckpt and "model_options" in ckpt:
+        return
+    if isinstance(ckpt, dict) and any(str(k).replace("module.", "", 1).startswith("__S__.") for k in ckpt):
+        raise DataError("this is a voxceleb_trainer model (keys __S__.*), not a pyspeaker checkpoint: use it with "
+                        "'pyspeaker voxceleb-eval --initial_model', or train and average pyspeaker runs", path=path)
+    raise DataError("not a pyspeaker training checkpoint (no 'model' / 'model_options')", path=path)
+
+
 def model_from_checkpoint(path: str | os.PathLike):
     """Rebuild the embedding network stored in a pyspeaker checkpoint; returns (model, checkpoint)."""
     from pyspeaker.models import build_model
 
     ckpt = load_checkpoint(path)
-    if "model" not in ckpt or "model_options" not in ckpt:
-        raise DataError("not a pyspeaker training checkpoint (no 'model' / 'model_options')", path=path)
+    require_training_checkpoint(ckpt, path)
     model = build_model(**ckpt["model_options"])
     model.load_state_dict(ckpt["model"], strict=True)
     model.eval()
@@ -97,8 +106,7 @@ def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) 
         raise DataError("no checkpoints to average")
     ckpts = [load_checkpoint(p) for p in paths]
     for p, c in zip(paths, ckpts):
-        if "model" not in c or "model_options" not in c:
-            raise DataError("not a pyspeaker training checkpoint (no 'model' / 'model_options')", path=p)
+        require_training_checkpoint(c, p)
         if c["model_options"] != ckpts[-1]["model_options"]:
             raise DataError(f"model options differ from those of {paths[-1]}", path=p)
     last = ckpts[-1]
