@@ -76,6 +76,21 @@ def write_error(final: str | os.PathLike, err: OSError) -> PyspeakerError:
     return PyspeakerError(f"cannot write this output: {reason}; earlier results are kept", path=final)
 
 
+# Room kept free beyond a write's own bytes: HDF5 adds metadata and writes its index on close.
+SPACE_MARGIN = 1 << 20
+
+
+def ensure_space(path: str | os.PathLike, nbytes: int) -> None:
+    """Raise ENOSPC when the filesystem of ``path`` has less than ``nbytes`` (plus a margin) free.
+    Called before HDF5 writes: libhdf5 cannot recover from a failed write (its file handle then
+    crashes the process when it is freed), so it must never reach a full disk. Inside
+    ``atomic_dir`` / ``atomic_file`` the error becomes one line naming the final output."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    st = os.statvfs(folder)
+    if st.f_bavail * st.f_frsize < nbytes + SPACE_MARGIN:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pyspeaker.errors import ConfigError, DataError, require_finite
+from pyspeaker.fileio import ensure_space
 from pyspeaker.log import get_logger
 from pyspeaker.scoring.kernel import matrix_scores, pair_scores, used_rows
 from pyspeaker.scoring.lda import Lda, train_lda
@@ -236,6 +237,7 @@ def save_backend(backend: Backend, directory: Path, description: dict,
         import h5py
 
         names, matrix = cohort
+        ensure_space(directory, np.asarray(matrix).nbytes)
         with h5py.File(directory / "cohort.h5", "w") as f:
             f.create_dataset("ids", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
             f.create_dataset("embeddings", data=np.asarray(matrix, dtype=np.float32))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pyspeaker.errors import DataError, require_finite
-from pyspeaker.fileio import atomic_dir
+from pyspeaker.fileio import atomic_dir, ensure_space
 from pyspeaker.store.features import open_h5
 
 
@@ -39,6 +39,7 @@ def write_embeddings(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndar
         ids, matrix = [ids[i] for i in order], matrix[order]
         crops = None if crops is None else crops[order]
     with atomic_dir(out_dir) as tmp:
+        ensure_space(tmp, 3 * matrix.nbytes + (0 if crops is None else np.asarray(crops).nbytes))
         with h5py.File(tmp / "xvector.h5", "w") as f:
             f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
             f.create_dataset("embeddings", data=matrix)

@@ -22,6 +22,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from pyspeaker.errors import DataError, require_finite
+from pyspeaker.fileio import ensure_space
 
 FORMAT_VERSION = 1
 STORE_FILE = "feats.h5"
@@ -94,6 +95,7 @@ class FeatureStoreWriter:
     def _flush(self) -> None:
         if not self._buf:
             return
+        ensure_space(self.path, self._buf_frames * self.dim * 4)
         block = np.concatenate(self._buf)
         start = self._feats.shape[0]
         self._feats.resize(start + block.shape[0], axis=0)
@@ -104,6 +106,7 @@ class FeatureStoreWriter:
         if self._f is None:
             return
         self._flush()
+        ensure_space(self.path, 16 * len(self._ids) + sum(map(len, self._ids)))
         h5py = _h5()
         self._f.create_dataset("utt_ids", data=np.array(self._ids, dtype=object), dtype=h5py.string_dtype())
         self._f.create_dataset("offsets", data=np.asarray(self._offsets, dtype=np.int64))
