@@ -157,7 +157,8 @@ def test_triplet_batch_layout_is_checked_when_the_config_loads():
     # voxceleb_trainer: a bare AssertionError (1 utterance per speaker) or an IndexError (2)
     with pytest.raises(ConfigError) as e:
         load_config(None, ["loss.name=triplet", "data.nPerSpeaker=1"])
-    assert str(e.value) == "loss triplet needs data.nPerSpeaker >= 2 (got 1): set --set data.nPerSpeaker=2"
+    assert str(e.value) == ("--set loss.name=triplet data.nPerSpeaker=1: "  # the values to blame, not a file
+                            "loss triplet needs data.nPerSpeaker >= 2 (got 1): set --set data.nPerSpeaker=2")
     assert load_config(None, ["loss.name=triplet"])["data"]["nPerSpeaker"] == 2  # satisfied automatically
     assert load_config(None, ["loss.name=softmaxproto", "data.nPerSpeaker=3"])["data"]["nPerSpeaker"] == 3
     assert load_config(None, ["loss.name=amsoftmax"])["data"]["nPerSpeaker"] == 1
