@@ -57,6 +57,27 @@ def test_calibration_separable_classes_stays_finite():
     assert math.isfinite(cal.scale) and cal.scale > 0 and math.isfinite(cal.offset)
 
 
+def _objective(cal, tgt, non, p_target=0.5):
+    """The prior-weighted cross-entropy train_calibration minimises, of the raw scores."""
+    lt, ln = cal.apply(tgt) + math.log(p_target / (1 - p_target)), cal.apply(non) + math.log(p_target / (1 - p_target))
+    return p_target * np.mean(np.logaddexp(0, -lt)) + (1 - p_target) * np.mean(np.logaddexp(0, ln))
+
+
+def test_line_search_never_accepts_a_worse_step(monkeypatch):
+    rng = np.random.default_rng(0)
+    tgt, non = rng.normal(1, 1, 50), rng.normal(-1, 1, 80)
+    start = _objective(Calibration(0.0, 0.0), tgt, non)  # where Newton starts: every llr 0
+    best = train_calibration(tgt, non)
+    assert _objective(best, tgt, non) < start - 0.3
+    # a search direction along which every step size is worse (here: uphill, as a badly
+    # conditioned Hessian can give): the search must keep the point it has, not take the last try
+    solve = np.linalg.solve
+    monkeypatch.setattr(np.linalg, "solve", lambda a, b: -solve(a, b))
+    stuck = train_calibration(tgt, non)
+    assert _objective(stuck, tgt, non) <= start
+    assert (stuck.scale, stuck.offset) == (0.0, 0.0)
+
+
 def test_calibration_json_round_trip_and_errors(tmp_path):
     cal = Calibration(scale=1.5, offset=-0.25, p_target=0.5, num_target=3, num_nontarget=4, trials="t")
     cal.save(tmp_path / "c.json")
@@ -198,6 +219,6 @@ def test_score_command_applies_calibration(tmp_path):
     # scores named so that their sidecar would replace the calibration file: refused, nothing written
     r = _cli("score", "--embeddings", tmp_path / "xvector.h5", "--trials", tmp_path / "trials", "--out",
              tmp_path / "calibration.txt", "--calibration", tmp_path / "calibration.json")
-    assert r.returncode == 1 and "which is not a scores sidecar" in r.stderr
+    assert r.returncode == 1 and "is the input --calibration" in r.stderr
     assert not (tmp_path / "calibration.txt").exists()
     assert Calibration.load(tmp_path / "calibration.json").scale == 4.0

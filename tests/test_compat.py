@@ -156,6 +156,27 @@ def test_manifest_checkpoints_load_strictly_in_every_format(case, tmp_path):
             assert outputs[0].shape == (1, 512) and torch.isfinite(outputs[0]).all()
 
 
+def test_module_prefix_is_dropped_only_at_the_start_of_a_key(tmp_path):
+    state = synthetic_state(PREFIX)
+    bare_guess = vt.guess_settings(state)
+    assert bare_guess == {"model": "ResNetSE34L", "encoder_type": "SAP", "nOut": 512, "n_mels": 40}
+    # DataParallel around the whole SpeakerNet, or around the speaker model alone (inside __S__.)
+    wrapped = OrderedDict((f"module.{k}", v) for k, v in state.items())
+    inner = OrderedDict((k.replace("__S__.", "__S__.module.", 1), v) for k, v in state.items())
+    for payload in (wrapped, inner):
+        assert vt.guess_settings(payload) == bare_guess
+        torch.save(payload, tmp_path / "dp.model")
+        net = vt.load_model(tmp_path / "dp.model", "ResNetSE34L", "SAP", 512, 40, log_input=True)
+        assert torch.equal(net.model.fc.weight, state["__S__.fc.weight"])
+    # ``module.`` inside a key is part of the name: __S__.fc.module.weight is not __S__.fc.weight
+    renamed = OrderedDict((k.replace("__S__.fc.weight", "__S__.fc.module.weight"), v) for k, v in state.items())
+    msg = _refused(renamed, tmp_path, "ResNetSE34L", "SAP", 40)
+    assert "key __S__.fc.module.weight: shape [512, 128] in the checkpoint, not in the model" in msg
+    net = build_model("ResNetSE34L", nOut=512, encoder_type="SAP", n_mels=40)
+    with pytest.raises(DataError, match="key __S__.fc.module.weight"):
+        vt.match_state(renamed, net)
+
+
 def _refused(state, tmp_path, model, encoder, n_mels, nout=512):
     torch.save(state, tmp_path / "bad.model")
     with pytest.raises(DataError) as info:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, write_embedding_dir
+from pyspeaker.errors import ConfigError, DataError
 from pyspeaker.scoring import norm
 from pyspeaker.scoring.backend import CosineBackend, score_rows, speaker_means, train_backend
 
@@ -103,9 +104,37 @@ def test_cohort_stats_in_blocks(monkeypatch):
     np.testing.assert_allclose(blocked, full, rtol=1e-5)  # float32 BLAS sums in another order
 
 
-def test_constant_cohort_does_not_divide_by_zero():
-    out = norm.normalize(np.array([1.0]), np.array([0.5]), np.array([0.0]), np.array([0.5]), np.array([0.0]))
-    assert np.isfinite(out).all()
+@pytest.mark.parametrize("method", ["snorm", "asnorm"])
+def test_cohort_of_one_speaker_is_refused(method):
+    emb, coh, e, t = _data()
+    backend = CosineBackend(emb.astype(np.float64).mean(axis=0).astype(np.float32))
+    raw = score_rows(backend, emb, e, emb, t)
+    with pytest.raises(DataError) as info:
+        norm.score_norm_rows(backend, raw, emb, e, emb, t, coh[:1], method, 10)
+    assert str(info.value) == (f"{method} with a cohort of 1 speaker: score normalisation needs at least 2 "
+                               "(their scores' spread is the scale)")
+
+
+@pytest.mark.parametrize("method", ["snorm", "asnorm"])
+def test_constant_cohort_scores_are_refused(method):
+    # every cohort speaker the same embedding: each embedding's cohort scores are all equal
+    emb, coh, e, t = _data()
+    backend = CosineBackend(emb.astype(np.float64).mean(axis=0).astype(np.float32))
+    raw = score_rows(backend, emb, e, emb, t)
+    same = np.repeat(coh[:1], 6, axis=0)
+    with pytest.raises(DataError, match=rf"{method}: the cohort scores of 40 enroll embeddings \(first: row 0\) "
+                                        r"have zero spread \(all equal\): the cohort's 6 embeddings score alike"):
+        norm.score_norm_rows(backend, raw, emb, e, emb, t, same, method, 3)
+    with pytest.raises(DataError, match="zero spread"):
+        norm.normalize(np.array([1.0]), np.array([0.5]), np.array([0.0]), np.array([0.5]), np.array([0.1]))
+
+
+def test_asnorm_needs_at_least_two_top_scores():
+    emb, coh, e, t = _data()
+    backend = CosineBackend()
+    raw = score_rows(backend, emb, e, emb, t)
+    with pytest.raises(ConfigError, match="asnorm needs --top-n of at least 2, got 1"):
+        norm.score_norm_rows(backend, raw, emb, e, emb, t, coh, "asnorm", 1)
 
 
 # --- pyspeaker score --score-norm -------------------------------------------------------------------

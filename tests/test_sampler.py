@@ -107,3 +107,46 @@ def test_plan_refuses_impossible_layouts_before_training():
         plan_batches(labels, 4, 2, unique_speakers=True, loss_name="angleproto", classification=False, world_size=4)
     with pytest.raises(ConfigError, match="cannot train batch normalisation"):
         plan_batches(_labels([6]), 1, 1, unique_speakers=True, loss_name="softmax", classification=True)
+
+
+def test_feasibility_is_checked_for_every_epoch_not_only_the_first():
+    # speaker 0 has three utterances, speakers 1 and 2 one each: batches of 2 distinct speakers
+    # are (0, 1), (0, 2) in most epochs, but in epoch 5 of seed 1 speakers 1 and 2 pair up first
+    # and the other two utterances of speaker 0 cannot go together: 1 batch for 2 processes
+    labels = _labels([3, 1, 1])
+    counts = [len(SpeakerBatchSampler(labels, 2, 1, seed=1).all_batches(e)) for e in range(1, 7)]
+    assert counts == [2, 2, 2, 2, 1, 2]
+    kw = dict(unique_speakers=True, loss_name="softmax", classification=True, world_size=2, seed=1)
+    plan = plan_batches(labels, 2, 1, epochs=4, **kw)
+    assert plan.batch_size == 2 and plan.batches_per_epoch == 1
+    with pytest.raises(ConfigError) as e:
+        plan_batches(labels, 2, 1, epochs=10, **kw)
+    assert str(e.value) == ("epoch 5 has 1 batches of 2 speakers x 1 utterances from 5 utterances of 3 speakers, "
+                            "fewer than the 2 processes that need one each: lower data.batch_size")
+    # the sampler itself refuses such an epoch instead of giving every process no batch
+    s = SpeakerBatchSampler(labels, 2, 1, seed=1, rank=1, world_size=2)
+    assert len(s.batches(4)) == 1
+    with pytest.raises(ConfigError, match="epoch 5 has 1 batches of 2 speakers"):
+        s.batches(5)
+
+
+def test_every_epoch_has_at_least_the_guaranteed_number_of_batches():
+    # the bound plan_batches relies on to skip the epoch-by-epoch check (see min_batches)
+    from pyspeaker.training.sampler import min_batches
+
+    rng = np.random.default_rng(7)
+    tight = 0
+    for trial in range(150):
+        labels = _labels(rng.integers(1, 25, int(rng.integers(2, 9))) ** int(rng.integers(1, 3)))
+        bs, n = int(rng.integers(2, 6)), int(rng.integers(1, 3))
+        for unique in (True, False):
+            bound = min_batches(labels, bs, n, 0, unique)
+            got = [len(SpeakerBatchSampler(labels, bs, n, seed=trial, unique_speakers=unique).all_batches(e))
+                   for e in range(1, 6)]
+            assert min(got) >= bound, (trial, unique, got, bound)
+            tight += min(got) == bound
+    assert tight > 150  # the bound is often reached: it is not a trivially low one
+    assert min_batches(_labels([3, 1, 1]), 2, 1, 0, True) == 1
+    assert min_batches(_labels([6, 6, 6, 6]), 4, 1, 0, True) == 6
+    assert min_batches(_labels([6, 6, 6, 6]), 4, 2, 4, True) == 2   # max_seg_per_spk=4: 2 groups each
+    assert min_batches(_labels([6, 6, 6, 6]), 5, 1, 0, False) == 4  # repeated speakers: 24 // 5

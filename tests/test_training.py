@@ -35,6 +35,26 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(None, ["data.batch_size=0"])
 
 
+@pytest.mark.parametrize("loss", ["angleproto", "proto", "ge2e", "triplet", "softmaxproto"])
+def test_metric_losses_refuse_repeated_speakers_in_a_batch(loss, tmp_path):
+    # their negatives are the other rows of the batch: a repeated speaker would be its own negative
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"loss.name={loss}", "data.unique_speakers=false"])
+    assert str(e.value).endswith(f"loss {loss} compares the speakers of a batch with each other (each row's "
+                                 "negatives are the other rows), so a speaker must not appear twice: "
+                                 "data.unique_speakers must be true (--set data.unique_speakers=true)")
+    conf = tmp_path / "metric.yaml"
+    conf.write_text(f"loss:\n  name: {loss}\ndata:\n  unique_speakers: false\n")
+    with pytest.raises(ConfigError, match=f"metric.yaml: loss {loss} compares the speakers"):
+        load_config(conf)
+    assert load_config(None, [f"loss.name={loss}"])["data"]["unique_speakers"] is True
+
+
+@pytest.mark.parametrize("loss", ["softmax", "amsoftmax", "aamsoftmax"])
+def test_classification_losses_may_repeat_speakers(loss):
+    assert load_config(None, [f"loss.name={loss}", "data.unique_speakers=false"])["data"]["unique_speakers"] is False
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ConfigError, match="unknown model 'ResNet99'; valid models: ResNetSE34L"):
         build_model("ResNet99")
@@ -109,7 +129,8 @@ def test_train_and_extract_commands(speaker_store, tmp_path):
     bad = run_cli("train", "--config", "conf/resnet34l_amsoftmax.yaml", "--features", speaker_store,
                   "--exp-dir", exp, "--set", "model.name=Nope")
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown model 'Nope'; valid models: ResNetSE34L, ")
+    assert bad.stderr.strip().splitlines()[-1].startswith(
+        "error: --set model.name=Nope: unknown model 'Nope'; valid models: ResNetSE34L, ")
 
 
 def test_crop_mode_matches_voxceleb_trainer_rule_and_jobs(tmp_path, speaker_store):

@@ -51,7 +51,7 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
     from pyspeaker.store.embeddings import write_embeddings
     from pyspeaker.store.features import FeatureStore
     from pyspeaker.training.checkpoint import model_from_checkpoint
-    from pyspeaker.training.trainer import pick_device
+    from pyspeaker.training.distributed import pick_device
 
     setup_logging()
     log = get_logger("extract")

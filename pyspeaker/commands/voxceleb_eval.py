@@ -69,7 +69,7 @@ def command(initial_model, model, encoder_type, trainfunc, nOut, n_mels, log_inp
     from pyspeaker.log import get_logger, setup_logging
     from pyspeaker.metrics import compute_eer, compute_min_dcf
     from pyspeaker.models import count_parameters
-    from pyspeaker.training.trainer import pick_device
+    from pyspeaker.training.distributed import pick_device
 
     setup_logging()
     log = get_logger("voxceleb-eval")

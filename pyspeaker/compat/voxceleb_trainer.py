@@ -7,7 +7,8 @@ file is one of (see ../shared/compat/voxceleb_trainer/README.md):
 - the current format: ``{"model_state_dict": ..., "optimizer_state_dict": ..., ...}``;
 - the legacy format and the published files (``baseline_lite_ap.model``, ...): the bare state dict;
 - ``{"model": <speaker-model state dict>}``, whose keys get ``__S__.`` prepended;
-- keys with a ``module.`` (DataParallel) prefix, which is dropped where the name does not match.
+- keys with a ``module.`` (DataParallel) prefix, which is dropped where the name does not match:
+  at the start of the key or right after ``__S__.`` / ``__L__.``, never inside a name.
 
 voxceleb_trainer itself loads loosely (unknown or mis-shaped keys skipped with a warning, missing
 ones left at random values). Here loading is strict: every ``__S__.`` key of the model, front-end
@@ -101,10 +102,22 @@ def net_mels(net: nn.Module) -> int:
     return int(net.n_mels)
 
 
+def strip_module(key: str) -> str:
+    """``key`` without DataParallel's ``module.`` prefixes: those of a wrapped SpeakerNet
+    (``module.__S__.x``) and of a wrapped speaker model or loss (``__S__.module.x``). Only
+    prefixes: ``module.`` inside a name (``__S__.layer.submodule.weight``) is part of it."""
+    while key.startswith("module."):
+        key = key[len("module."):]
+    for part in ("__S__.", "__L__."):
+        if key.startswith(part + "module."):
+            return part + strip_module(key[len(part):])
+    return key
+
+
 def guess_settings(state: Mapping[str, torch.Tensor]) -> dict | None:
     """voxceleb_trainer flags (model, encoder_type, nOut, n_mels) that a state dict looks like, or None."""
-    s = {k[len("__S__."):].replace("module.", ""): tuple(v.shape) for k, v in state.items()
-         if k.replace("module.", "").startswith("__S__.")}
+    names = {strip_module(k): tuple(v.shape) for k, v in state.items()}
+    s = {k[len("__S__."):]: shape for k, shape in names.items() if k.startswith("__S__.")}
     fc = s.get("fc.weight")
     if fc is None or len(fc) != 2:
         return None
@@ -154,7 +167,7 @@ def match_state(state: Mapping[str, torch.Tensor], model: nn.Module, *, path: st
     seen: set[str] = set()
     problems: list[str] = []
     for key, value in state.items():
-        name = key if key in expected else key.replace("module.", "")
+        name = key if key in expected else strip_module(key)
         if name.startswith("__L__."):
             continue  # the loss is not part of the embedding network
         seen.add(name)
@@ -206,7 +219,7 @@ def init_from(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     net = model.model if isinstance(model, WaveformModel) else model
     matched = match_state(state, model, path=path, what=_net_description(net))
     _load_matched(model, matched)
-    n_loss = sum(1 for k in state if k.replace("module.", "").startswith("__L__."))
+    n_loss = sum(1 for k in state if strip_module(k).startswith("__L__."))
     log.info("loaded %d tensors from voxceleb_trainer checkpoint %s (%s; %d loss tensors not used)",
              len(matched), path, fmt, n_loss)
     if not isinstance(model, WaveformModel):

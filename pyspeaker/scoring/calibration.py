@@ -94,13 +94,16 @@ def train_calibration(target_scores: np.ndarray, nontarget_scores: np.ndarray, p
         hess = (features * (w * p * (1 - p))[:, None]).T @ features + 1e-12 * np.eye(2)
         step = np.linalg.solve(hess, grad)
         # backtracking keeps Newton monotone when the classes separate (scale grows without bound)
-        t = 1.0
+        t, accepted = 1.0, False
         while t > 1e-8:
             candidate = theta - t * step
             value = objective(candidate)
             if value <= current:
+                accepted = True
                 break
             t *= 0.5
+        if not accepted:
+            break  # no step along this direction helps (converged, or a bad direction): keep the point
         theta, improvement, current = candidate, current - value, value
         if improvement < tol:
             break

@@ -165,6 +165,28 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
                               line=None if line is None else line + 1) from None
         if not isinstance(user, dict):
             raise ConfigError("the config must be a mapping of sections (model, loss, data, optim, train)", path=path)
+    try:
+        return _build(copy.deepcopy(user), overrides, path)
+    except ConfigError as e:
+        if not overrides:
+            raise
+        try:  # is the file fine on its own? then the --set values are to blame, not the file
+            _build(user, [], path)
+        except ConfigError:
+            raise e from None
+        named = [t for t in overrides if _fails(user, [t], path)] or list(overrides)
+        raise ConfigError(f"--set {' '.join(named)}: {e.message}") from None
+
+
+def _fails(user: dict, overrides, path: Path | None) -> bool:
+    try:
+        _build(copy.deepcopy(user), overrides, path)
+    except ConfigError:
+        return True
+    return False
+
+
+def _build(user: dict, overrides, path: Path | None) -> dict:
     file_loss = dict(user.get("loss") or {}) if isinstance(user.get("loss"), dict) else {}
     overridden: set[tuple[str, ...]] = set()
     for text in overrides:
@@ -173,7 +195,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
         for k in keys[:-1]:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {text}: {k} is not a section")
+                raise ConfigError(f"{k} is not a section")
         node[keys[-1]] = value
         overridden.add(tuple(keys))
     _drop_options_of_replaced_loss(user, file_loss, overridden)
@@ -222,8 +244,13 @@ def _range(cfg: dict, section: str, key: str, path) -> None:
 
 def _validate(cfg: dict, path) -> None:
     from pyspeaker.losses import check_batch_layout, check_loss_options, loss_class
+    from pyspeaker.models import canonical_name
 
     d, o, t, a = cfg["data"], cfg["optim"], cfg["train"], cfg["augment"]
+    try:
+        canonical_name(cfg["model"]["name"])
+    except ConfigError as e:  # checked here, so the message says where the name came from
+        raise ConfigError(e.message, path=path) from None
     for section, key in (("data", "crop_frames"), ("data", "batch_size"), ("train", "max_epoch")):
         _positive_int(cfg, section, key, path)
     for section, key in (("data", "max_seg_per_spk"), ("data", "num_workers"), ("train", "test_interval"),
@@ -269,6 +296,14 @@ def _validate(cfg: dict, path) -> None:
         d["nPerSpeaker"] = cls.utts_per_speaker
     _positive_int(cfg, "data", "nPerSpeaker", path)
     check_batch_layout(name, d["nPerSpeaker"])
+    if not isinstance(d["unique_speakers"], bool):
+        raise ConfigError(f"data.unique_speakers must be true or false, got {d['unique_speakers']!r}", path=path)
+    if not d["unique_speakers"] and cls.utts_per_speaker > 1:
+        # the losses that need several utterances per row are the metric ones: a row's negatives
+        # are the other rows, so a repeated speaker would be pushed away from itself
+        raise ConfigError(f"loss {name} compares the speakers of a batch with each other (each row's negatives are "
+                          f"the other rows), so a speaker must not appear twice: data.unique_speakers must be true "
+                          f"(--set data.unique_speakers=true)", path=path)
     if o["margin_warmup_epochs"] and not cls.has_margin:
         raise ConfigError(f"optim.margin_warmup_epochs applies to margin losses (amsoftmax, aamsoftmax); "
                           f"loss {name} has no softmax margin: set --set optim.margin_warmup_epochs=0", path=path)

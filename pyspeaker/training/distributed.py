@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from pyspeaker.errors import ConfigError
+from pyspeaker.errors import ConfigError, PyspeakerError
+from pyspeaker.log import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,31 @@ class Dist:
         return self.rank == 0
 
 
-def pick_device(setting: str, local_rank: int = 0) -> torch.device:
+def device_name(setting: str, local_rank: int = 0, local_world_size: int = 1) -> str:
+    """The device this process trains on, for ``train.device`` = ``setting`` ("auto", "cpu", "cuda",
+    "cuda:N") as process ``local_rank`` of ``local_world_size`` on its node.
+
+    With several processes on a node each must have its own GPU, so an explicit ``cuda:N`` that is
+    not ``cuda:LOCAL_RANK`` is overridden with a warning rather than refused: the same config then
+    serves a one-GPU run and a torchrun one. To run on other GPUs, choose them with
+    CUDA_VISIBLE_DEVICES. With one process on the node, ``cuda:N`` is honoured.
+    """
     if setting == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     if setting.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={setting} but no CUDA device is available")
     if setting == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(setting)
+        return f"cuda:{local_rank}"
+    if setting.startswith("cuda:") and local_world_size > 1 and setting != f"cuda:{local_rank}":
+        log.warning("train.device=%s ignored: process %d of %d on this node uses cuda:%d (each process of a "
+                    "torchrun job follows LOCAL_RANK; choose the GPUs with CUDA_VISIBLE_DEVICES)", setting,
+                    local_rank, local_world_size, local_rank)
+        return f"cuda:{local_rank}"
+    return setting
+
+
+def pick_device(setting: str, local_rank: int = 0, local_world_size: int = 1) -> torch.device:
+    return torch.device(device_name(setting, local_rank, local_world_size))
 
 
 def init(device_setting: str) -> tuple[Dist, torch.device]:
@@ -49,7 +70,8 @@ def init(device_setting: str) -> tuple[Dist, torch.device]:
 
     info = Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")),
                 launched=True)
-    device = pick_device(device_setting, info.local_rank)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    device = pick_device(device_setting, info.local_rank, local_world)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -118,16 +140,86 @@ def all_gather_object(info: Dist, obj) -> list:
 
 
 def average_buffers(info: Dist, module: torch.nn.Module) -> None:
-    """Average floating-point buffers (BatchNorm running statistics) over processes, so that every
-    process holds the same model after an epoch (DDP keeps the parameters equal, not the buffers)."""
+    """Average the floating-point buffers that differ between processes (BatchNorm running
+    statistics), so that every process holds the same model after an epoch (DDP keeps the
+    parameters equal, not the buffers).
+
+    A buffer that every process holds bit for bit the same (a front-end's window and mel
+    filterbank, or any other constant) is left untouched: summing and dividing would change it,
+    since (x + x + x) / 3 is not always x in floating point.
+    """
     if not info.enabled:
         return
     import torch.distributed as dist
 
+    by_kind: dict[tuple, list[torch.Tensor]] = {}
     for buf in module.buffers():
-        if buf.is_floating_point():
-            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
-            buf.div_(info.world_size)
+        if buf.is_floating_point() and buf.numel():
+            by_kind.setdefault((buf.dtype, buf.device), []).append(buf)
+    for bufs in by_kind.values():
+        # three collectives per dtype, not per buffer: min, max and sum of all of them at once
+        flat = torch.cat([b.detach().reshape(-1) for b in bufs])
+        lo, hi = flat.clone(), flat.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat.div_(info.world_size)
+        start = 0
+        for b in bufs:
+            stop = start + b.numel()
+            if not torch.equal(lo[start:stop], hi[start:stop]):  # else the same everywhere: left bit for bit
+                with torch.no_grad():
+                    b.copy_(flat[start:stop].view_as(b))
+            start = stop
+
+
+class PeerError(PyspeakerError):
+    """Raised on the processes of a distributed run that did not fail, when another one did."""
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, PyspeakerError):
+        return error.format()
+    return f"{type(error).__name__}: {error}"
+
+
+def agree(info: Dist, error: BaseException | None) -> None:
+    """Every process says whether it failed (``error``); if any did, every process raises.
+
+    The failing processes raise their own error, the others a :class:`PeerError` with the first
+    failing process's message. Without this a check that runs on one process only (rank 0's
+    shard check, validation, checkpoint writing) stops that process while the others wait in
+    their next collective until the process-group timeout (30 minutes) -- or die on a
+    connection error that does not say what went wrong.
+    """
+    if not info.enabled:
+        if error is not None:
+            raise error
+        return
+    try:
+        reports = all_gather_object(info, None if error is None else _error_text(error))
+    except Exception:
+        if error is not None:
+            raise error  # the peers are gone too: this process's own error is the one to report
+        raise
+    if error is not None:
+        raise error
+    failed = [(rank, text) for rank, text in enumerate(reports) if text is not None]
+    if failed:
+        rank, text = failed[0]
+        raise PeerError(f"process {rank} of {info.world_size} failed: {text}")
+
+
+@contextmanager
+def all_or_none(info: Dist):
+    """Run a block that may fail on some processes only: afterwards either every process carries
+    on or every process raises (see :func:`agree`). Every process must enter the block."""
+    try:
+        yield
+    except Exception as e:
+        agree(info, e)
+        raise
+    agree(info, None)
 
 
 def state_digest(module: torch.nn.Module) -> str:

@@ -18,7 +18,8 @@ How an epoch is drawn:
 
 Unlike voxceleb_trainer's greedy pass, which discards every group that collides (most of them
 on a small corpus), this keeps nearly all the data, and it refuses impossible settings up front
-instead of building zero batches (see :func:`plan_batches`).
+instead of building zero batches (see :func:`plan_batches`, and :func:`min_batches` for the
+number of batches every epoch is guaranteed).
 """
 from __future__ import annotations
 
@@ -40,6 +41,38 @@ class BatchPlan:
     batch_size: int           # speakers per batch (per process)
     usable_speakers: int      # speakers with at least nPerSpeaker utterances
     batches_per_epoch: int    # per process (an estimate for epochs other than the first)
+
+
+def _groups_per_speaker(labels: np.ndarray, n_per_speaker: int, max_seg_per_spk: int) -> np.ndarray:
+    """How many groups of ``n_per_speaker`` each speaker gives in every epoch (step 1 above)."""
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    if max_seg_per_spk > 0:
+        counts = np.minimum(counts, max_seg_per_spk)
+    return counts // n_per_speaker
+
+
+def min_batches(labels, batch_size: int, n_per_speaker: int, max_seg_per_spk: int, unique: bool) -> int:
+    """The fewest batches (before sharding) that any epoch can have.
+
+    Every epoch has the same groups per speaker; only their order changes. Without ``unique``
+    that is ``groups // batch_size`` batches every time. With it, :func:`fill_batches` keeps
+    this invariant: every waiting group's speaker is in the batch being filled (a group waits
+    only when its speaker is there; when a batch completes, the waiting groups -- of at most
+    batch_size - 1 speakers -- are retried in a fresh batch, where they cannot complete one, and
+    those that wait again collide with it). So the groups left at the end belong to at most
+    batch_size - 1 speakers, which gives two bounds: the batches hold every group but at most
+    those of the batch_size - 1 largest speakers, and every other speaker has all its groups in
+    batches, one per batch, so there are at least as many batches as the batch_size-th largest
+    speaker has groups.
+    """
+    k = _groups_per_speaker(np.asarray(labels, dtype=np.int64), int(n_per_speaker), int(max_seg_per_spk))
+    total = int(k.sum())
+    if not unique:
+        return total // batch_size
+    k = np.sort(k)[::-1]
+    left_at_most = int(k[:batch_size - 1].sum())
+    all_placed = int(k[batch_size - 1]) if len(k) >= batch_size else 0
+    return max(0, -(-(total - left_at_most) // batch_size), all_placed)
 
 
 def speaker_groups(labels: np.ndarray, n_per_speaker: int, max_seg_per_spk: int,
@@ -147,10 +180,14 @@ class SpeakerBatchSampler:
         return [np.concatenate([groups[g] for g in b]).tolist() for b in batches]
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
-        """This process's share of the batches of ``epoch``."""
+        """This process's share of the batches of ``epoch``; ConfigError when the epoch has fewer
+        batches than processes (every process would get none)."""
         epoch = self.epoch if epoch is None else int(epoch)
         if self._cache is None or self._cache[0] != epoch:
             every = self.all_batches(epoch)
+            if len(every) < self.world_size:
+                raise ConfigError(_too_few_batches(epoch, len(every), self.batch_size, self.n_per_speaker,
+                                                   self.labels, self.max_seg_per_spk, self.world_size))
             usable = len(every) // self.world_size * self.world_size
             self._cache = (epoch, every[self.rank:usable:self.world_size])
         return self._cache[1]
@@ -162,15 +199,28 @@ class SpeakerBatchSampler:
         return len(self.batches())
 
 
+def _too_few_batches(epoch: int, total: int, batch_size: int, n_per_speaker: int, labels: np.ndarray,
+                     max_seg_per_spk: int, world_size: int) -> str:
+    k = _groups_per_speaker(labels, n_per_speaker, max_seg_per_spk)
+    per_spk = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    if max_seg_per_spk > 0:
+        per_spk = np.minimum(per_spk, max_seg_per_spk)
+    return (f"epoch {epoch} has {total} batches of {batch_size} speakers x {n_per_speaker} utterances from "
+            f"{int(per_spk[k > 0].sum())} utterances of {int((k > 0).sum())} speakers, fewer than the "
+            f"{world_size} processes that need one each: lower data.batch_size")
+
+
 def plan_batches(labels, batch_size: int, n_per_speaker: int, *, unique_speakers: bool, loss_name: str,
                  classification: bool, max_seg_per_spk: int = 0, world_size: int = 1, seed: int = 0,
-                 where: str | None = None) -> BatchPlan:
+                 where: str | None = None, epochs: int = 1) -> BatchPlan:
     """Check the batch layout against the data before training; returns the batch size to use.
 
     With distinct speakers per batch, a corpus with fewer usable speakers than ``batch_size``
     cannot fill a batch: classification losses then train on batches of all the speakers there
     are (with a warning), metric losses are refused with the setting to change. Any setting that
-    leaves an epoch without a batch is refused before training.
+    leaves one of epochs 1 .. ``epochs`` without a batch for every process is refused before
+    training: by :func:`min_batches` when it guarantees enough, else epoch by epoch (which
+    happens only when the data barely fill ``world_size`` batches).
     """
     labels = np.asarray(labels, dtype=np.int64)
     counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
@@ -203,8 +253,11 @@ def plan_batches(labels, batch_size: int, n_per_speaker: int, *, unique_speakers
     sampler = SpeakerBatchSampler(labels, batch_size, n_per_speaker, max_seg_per_spk, seed, 0, world_size,
                                   unique_speakers)
     total = len(sampler.all_batches(1))
-    if total < world_size:
-        raise ConfigError(f"an epoch has {total} batches of {batch_size} speakers x {n_per_speaker} utterances "
-                          f"from {int(per_spk.sum())} utterances of {usable} speakers, fewer than the "
-                          f"{world_size} processes that need one each: lower data.batch_size", path=where)
+    if min_batches(labels, batch_size, n_per_speaker, max_seg_per_spk, unique_speakers) < world_size:
+        # not guaranteed for every epoch: a later epoch may pair its groups worse than the first
+        for epoch in range(1, max(1, int(epochs)) + 1):
+            n = total if epoch == 1 else len(sampler.all_batches(epoch))
+            if n < world_size:
+                raise ConfigError(_too_few_batches(epoch, n, batch_size, n_per_speaker, labels, max_seg_per_spk,
+                                                   world_size), path=where)
     return BatchPlan(batch_size=batch_size, usable_speakers=usable, batches_per_epoch=total // world_size)

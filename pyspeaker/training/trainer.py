@@ -38,7 +38,6 @@ from pyspeaker.training import distributed
 from pyspeaker.training.checkpoint import (epoch_checkpoints, load_checkpoint, prune_checkpoints,
                                            save_checkpoint)
 from pyspeaker.training.config import dump_config, resume_mismatch
-from pyspeaker.training.distributed import pick_device  # noqa: F401  (kept for callers of the old API)
 
 log = get_logger(__name__)
 
@@ -198,13 +197,18 @@ def train(cfg: dict, features: str | Path | None, exp_dir: str | Path, progress:
     info, device = distributed.init(str(t["device"]))
     exp_dir = Path(exp_dir)
     ckpt_dir = exp_dir / "checkpoints"
-    if info.is_main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-    runlog = _RunLog(exp_dir, info.is_main)
+    runlog = None
     try:
+        # what only the first process does (here and below) runs under all_or_none: its failure
+        # must stop every process, not leave the others waiting for it until the timeout
+        with distributed.all_or_none(info):
+            if info.is_main:
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+            runlog = _RunLog(exp_dir, info.is_main)
         return _train(cfg, features, data_dir, exp_dir, ckpt_dir, progress, resume, expected_classes, info, device)
     finally:
-        runlog.close()
+        if runlog is not None:
+            runlog.close()
         distributed.shutdown(info)
 
 
@@ -231,7 +235,7 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
     plan = plan_batches(data.labels, int(d["batch_size"]), n_per, unique_speakers=bool(d["unique_speakers"]),
                         loss_name=loss_name, classification=cls.utts_per_speaker == 1,
                         max_seg_per_spk=int(d["max_seg_per_spk"]), world_size=info.world_size, seed=seed,
-                        where=None)
+                        where=None, epochs=max_epoch)
     sampler = SpeakerBatchSampler(data.labels, plan.batch_size, n_per, int(d["max_seg_per_spk"]), seed, info.rank,
                                   info.world_size, bool(d["unique_speakers"]))
 
@@ -298,10 +302,11 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
              "; mixed precision" if mixed else "", "; channels_last" if channels_last else "")
     if validator is not None:
         log.info("validation every %d epochs on %s", int(t["test_interval"]), validator.describe())
-    if info.is_main:
-        write_text_atomic(exp_dir / "config.yaml", dump_config(cfg))
-        if ckpt is None:
-            save_checkpoint(ckpt_dir / "init.pt", {**base_state, "epoch": 0, "model": model.state_dict()})
+    with distributed.all_or_none(info):
+        if info.is_main:
+            write_text_atomic(exp_dir / "config.yaml", dump_config(cfg))
+            if ckpt is None:
+                save_checkpoint(ckpt_dir / "init.pt", {**base_state, "epoch": 0, "model": model.state_dict()})
 
     train_net: nn.Module = net
     if info.enabled:
@@ -314,8 +319,9 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
     final = ckpt_dir / "final.pt"
     if start_epoch > max_epoch:
         log.info("%s is already trained to epoch %d (train.max_epoch %d)", exp_dir, start_epoch - 1, max_epoch)
-        if info.is_main and not final.is_file():
-            save_checkpoint(final, {k: v for k, v in ckpt.items() if k != "_path"})
+        with distributed.all_or_none(info):
+            if info.is_main and not final.is_file():
+                save_checkpoint(final, {k: v for k, v in ckpt.items() if k != "_path"})
         return final
     for epoch in range(start_epoch, max_epoch + 1):
         t0 = time.time()
@@ -339,8 +345,9 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
         valid = None
         if validator is not None:
             if epoch % int(t["test_interval"]) == 0 or epoch == max_epoch:
-                if info.is_main:
-                    valid = validator(model, device)
+                with distributed.all_or_none(info):  # validation runs on the first process only
+                    if info.is_main:
+                        valid = validator(model, device)
                 row += "\tnan\tnan" if valid is None else f"\t{valid['eer']:.4f}\t{valid['min_dcf']:.4f}"
             else:
                 row += "\tnan\tnan"
@@ -359,17 +366,19 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
                  "optimizer": opt.state_dict(), "scheduler": schedule.state_dict(), "scaler": scaler.state_dict(),
                  "rng": rng_states, "metrics": list(rows), "best_valid_eer": best_eer, "valid": valid,
                  "world_size": info.world_size}
-        if info.is_main:
-            write_text_atomic(exp_dir / "metrics.tsv", "".join(rows))
-            save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", state)
-            if valid is not None and valid["eer"] <= best_eer:
-                save_checkpoint(ckpt_dir / "best.pt", state)
-                log.info("best validation EER so far: epoch %d -> %s", epoch, ckpt_dir / "best.pt")
-            prune_checkpoints(ckpt_dir, int(t["keep_last"]))
+        with distributed.all_or_none(info):
+            if info.is_main:
+                write_text_atomic(exp_dir / "metrics.tsv", "".join(rows))
+                save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", state)
+                if valid is not None and valid["eer"] <= best_eer:
+                    save_checkpoint(ckpt_dir / "best.pt", state)
+                    log.info("best validation EER so far: epoch %d -> %s", epoch, ckpt_dir / "best.pt")
+                prune_checkpoints(ckpt_dir, int(t["keep_last"]))
     _check_identical(info, net)
-    if info.is_main:
-        save_checkpoint(final, state)
-        log.info("wrote %s", final)
+    with distributed.all_or_none(info):
+        if info.is_main:
+            save_checkpoint(final, state)
+            log.info("wrote %s", final)
     distributed.barrier(info)
     return final
 
@@ -440,12 +449,13 @@ def _check_shards(info, batches: list[list[int]], epoch: int) -> None:
         return
     mine = torch.tensor([i for b in batches for i in b], dtype=torch.int64)
     every = distributed.all_gather(info, mine)
-    if info.is_main:
-        seen = torch.cat(every)
-        if len(torch.unique(seen)) != len(seen):
-            raise RuntimeError(f"epoch {epoch}: processes shared training utterances (sampler bug)")
-        log.info("epoch %d: %d processes trained on disjoint data (%d utterances each)", epoch, info.world_size,
-                 len(mine))
+    with distributed.all_or_none(info):  # the first process checks; all stop if it fails
+        if info.is_main:
+            seen = torch.cat(every)
+            if len(torch.unique(seen)) != len(seen):
+                raise RuntimeError(f"epoch {epoch}: processes shared training utterances (sampler bug)")
+            log.info("epoch %d: %d processes trained on disjoint data (%d utterances each)", epoch,
+                     info.world_size, len(mine))
 
 
 def _check_identical(info, net: nn.Module) -> None:
