@@ -322,24 +322,22 @@ def test_compute_metrics_unlabelled_trials(tmp_path):
 
 
 def test_match_scores_by_key_with_repeated_pairs(tmp_path):
-    from pyspeaker.commands.compute_metrics import match_scores, read_scores
-    from pyspeaker.data.trials import read_trials
+    from pyspeaker.commands.compute_metrics import load_matched
 
     trials_path = tmp_path / "trials"
     trials_path.write_text("a x target\nb y nontarget\na x target\nb x nontarget\n")
     scores_path = tmp_path / "scores.txt"
     scores_path.write_text("b x 0.3\n\na x 0.9\nb y 0.1\na x 0.9\n")  # blank line 2 keeps line numbers
-    trials = read_trials(trials_path)
-    assert match_scores(trials, scores_path, *read_scores(scores_path)).tolist() == [0.9, 0.1, 0.9, 0.3]
+    assert load_matched(scores_path, trials_path)[0].tolist() == [0.9, 0.1, 0.9, 0.3]
 
     scores_path.write_text("b x 0.3\n\na x 0.9\nb y 0.1\na x 0.8\n")
     with pytest.raises(DataError) as err:
-        match_scores(trials, scores_path, *read_scores(scores_path))
-    assert str(err.value) == f"{scores_path}:5: second, different score for trial 'a x' (first on line 3)"
+        load_matched(scores_path, trials_path)
+    assert str(err.value).startswith(f"{scores_path}:5: second, different score for trial 'a x'")
 
     scores_path.write_text("b x 0.3\na x 0.9\nb y 0.1\na y 0.5\n")  # known ids, but not a trial pair
     with pytest.raises(DataError) as err:
-        match_scores(trials, scores_path, *read_scores(scores_path))
+        load_matched(scores_path, trials_path)
     assert str(err.value) == f"{scores_path}:4: score for 'a y' has no trial in {trials_path}"
 
 

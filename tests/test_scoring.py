@@ -186,14 +186,6 @@ def test_score_command_mean_options_exclusive(tmp_path):
     assert "error: give --mean-from or --mean, not both" in r.stderr
 
 
-def test_format_scores_fast_path_equals_fstrings():
-    from pyspeaker.commands.score import format_scores
-
-    scores = np.array([0.1234567, -0.5, 1.0, -1e-9], dtype=np.float32)
-    text = format_scores(["a", "b", "c", "d"], ["x", "y", "z", "w"], scores)
-    assert text == "".join(f"{e} {t} {s:.6f}\n" for e, t, s in zip("abcd", "xyzw", scores.tolist()))
-
-
 # --- the streaming pipeline: vocabulary, score text, writer ---------------------------------------
 
 def test_score_text_is_printf_exact():
@@ -231,7 +223,6 @@ def test_vocabulary_codes_and_collisions(monkeypatch):
 
 def test_score_command_streams_large_lists_in_blocks(tmp_path, monkeypatch):
     """Blocks of a few lines, ids of several widths, tabs in some lines: same scores as score_trials."""
-    from pyspeaker.commands.score import format_scores
     from pyspeaker.scoring import lists
     from pyspeaker.scoring.lists import read_trial_codes
     from pyspeaker.scoring.pipeline import score_codes, write_scores
@@ -249,4 +240,4 @@ def test_score_command_streams_large_lists_in_blocks(tmp_path, monkeypatch):
     reference = score_trials(ids, emb, read_trials(path))
     np.testing.assert_allclose(scores, reference, atol=1e-6)
     write_scores(tmp_path / "s.txt", codes, scores)
-    assert (tmp_path / "s.txt").read_text() == format_scores([a for a, _ in pairs], [b for _, b in pairs], scores)
+    assert (tmp_path / "s.txt").read_text() == "".join(f"{a} {b} {s:.6f}\n" for (a, b), s in zip(pairs, scores.tolist()))

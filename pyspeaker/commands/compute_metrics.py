@@ -14,12 +14,9 @@ back-end and normalisation come from ``--backend``/``--score-norm`` or else from
 ``scores.json`` sidecar that ``pyspeaker score`` writes. ``--compat kaldi`` reports Kaldi's
 ``compute-eer`` EER and ``sid/compute_min_dcf.py`` minDCF instead of the tie-aware ones.
 ``--calibrated`` (or a sidecar saying so) adds actual DCF, Cllr and min Cllr.
-
-``read_scores``/``match_scores`` below are the list-based helpers for small files held as strings.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -33,95 +30,6 @@ from pyspeaker.fileio import gc_paused
 from pyspeaker.log import get_logger
 
 log = get_logger(__name__)
-
-
-def read_scores(path: Path) -> tuple[list[str], list[str], np.ndarray, list[int]]:
-    """``(enroll, test, scores, line_numbers)`` of a ``<enroll> <test> <score>`` file; blank lines skipped."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text (byte {e.start})", path=path) from None
-    rows = [line.split() for line in lines]
-    numbers = [i + 1 for i, r in enumerate(rows) if r]
-    if len(numbers) != len(rows):
-        rows = [r for r in rows if r]
-    if not rows:
-        raise DataError("scores file is empty", path=path)
-    lengths = list(map(len, rows))
-    if lengths.count(3) != len(rows):
-        k = next(k for k, n in enumerate(lengths) if n != 3)
-        raise DataError(f"expected 3 fields '<enroll> <test> <score>', got {lengths[k]}", path=path, line=numbers[k])
-    try:
-        scores = np.array([r[2] for r in rows], dtype=np.float64)
-    except ValueError:
-        for k, r in enumerate(rows):
-            try:
-                float(r[2])
-            except ValueError:
-                raise DataError(f"score '{r[2]}' is not a number", path=path, line=numbers[k]) from None
-        raise
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:
-        k = int(bad[0])
-        raise DataError(f"score '{rows[k][2]}' is not finite", path=path, line=numbers[k])
-    return [r[0] for r in rows], [r[1] for r in rows], scores, numbers
-
-
-def match_scores(trials, scores_path: Path, enroll: list[str], test: list[str], scores: np.ndarray,
-                 numbers: list[int]) -> np.ndarray:
-    """The score of every trial, in trial order: by position when both files list the same pairs
-    in the same order, else by (enroll, test) pair.
-
-    The pair match codes each id as an integer (one dict lookup per id, kept in C by map()) and
-    pairs as int64 keys matched by sorting: several times faster than a dict of tuple keys.
-    """
-    from pyspeaker.scoring.cosine import trial_line
-
-    t_enroll, t_test = list(trials.enroll), list(trials.test)
-    if t_enroll == enroll and t_test == test:
-        return scores
-    vocab = {u: i for i, u in enumerate(dict.fromkeys(itertools.chain(t_enroll, t_test)))}
-    trial_keys = _pair_keys(vocab, t_enroll, t_test)
-    score_keys = _pair_keys(vocab, enroll, test)  # -1: an id no trial uses
-    order = np.argsort(score_keys, kind="stable")  # equal pairs stay in line order
-    sorted_keys, sorted_scores = score_keys[order], scores[order]
-
-    repeat = np.flatnonzero((sorted_keys[1:] == sorted_keys[:-1]) & (sorted_scores[1:] != sorted_scores[:-1])
-                            & (sorted_keys[1:] >= 0))
-    if repeat.size:  # a pair may be listed twice (trial lists can repeat pairs), not with two scores
-        j = min(repeat, key=lambda j: order[j + 1])
-        first = order[np.searchsorted(sorted_keys, sorted_keys[j])]
-        k = order[j + 1]
-        raise DataError(f"second, different score for trial '{enroll[k]} {test[k]}' (first on line {numbers[first]})",
-                        path=scores_path, line=numbers[k])
-
-    # both sides sorted: searchsorted with sorted queries walks memory in order (several x faster)
-    trial_order = np.argsort(trial_keys, kind="stable")
-    trial_sorted = trial_keys[trial_order]
-    pos = np.empty(len(trial_keys), dtype=np.int64)
-    pos[trial_order] = np.minimum(np.searchsorted(sorted_keys, trial_sorted), len(sorted_keys) - 1)
-    missing = np.flatnonzero(sorted_keys[pos] != trial_keys)
-    if missing.size:
-        i = int(missing[0])
-        more = f" ({missing.size} trials in all have none)" if missing.size > 1 else ""
-        raise DataError(f"no score for trial '{t_enroll[i]} {t_test[i]}' in {scores_path}{more}",
-                        path=trials.path, line=trial_line(trials, i))
-
-    at = np.minimum(np.searchsorted(trial_sorted, sorted_keys), len(trial_sorted) - 1)
-    extra = order[trial_sorted[at] != sorted_keys]
-    if extra.size:
-        k = int(extra.min())
-        raise DataError(f"score for '{enroll[k]} {test[k]}' has no trial in {trials.path}",
-                        path=scores_path, line=numbers[k])
-    return sorted_scores[pos]
-
-
-def _pair_keys(vocab: dict[str, int], enroll: list[str], test: list[str]) -> np.ndarray:
-    """int64 code of each (enroll, test) pair; -1 where an id is not in ``vocab``."""
-    size = len(vocab)
-    e = np.fromiter(map(vocab.get, enroll, itertools.repeat(-1)), dtype=np.int64, count=len(enroll))
-    t = np.fromiter(map(vocab.get, test, itertools.repeat(-1)), dtype=np.int64, count=len(test))
-    return np.where((e < 0) | (t < 0), -1, e * size + t)
 
 
 def _finite_or_none(x: float) -> float | None:

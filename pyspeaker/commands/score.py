@@ -51,16 +51,6 @@ def load_mean(mean_file: Path | None, mean_from: Path | None):
     return vec.reshape(-1)
 
 
-def format_scores(enroll: list[str], test: list[str], scores) -> str:
-    """``<enroll> <test> <score>`` lines (%.6f), built by one %-format (about 2x faster than f-strings)."""
-    n = len(scores)
-    values: list = [None] * (3 * n)
-    values[0::3] = enroll
-    values[1::3] = test
-    values[2::3] = scores.tolist()
-    return ("%s %s %.6f\n" * n) % tuple(values)
-
-
 def _crop_scores(trial_codes, embeddings: Path, test_embeddings: Path | None, calib):
     from pyspeaker.scoring.crops import crop_scores
     from pyspeaker.scoring.pipeline import embedding_rows

@@ -2,8 +2,9 @@
 
 Keys of a training checkpoint: ``model`` (state dict of the embedding network), ``model_options``
 (``build_model`` keywords), ``config``, ``speakers``, ``feat_id``, ``feat_config``, ``epoch``;
-epoch checkpoints add ``loss``, ``optimizer``, ``scheduler``, ``scaler``, ``rng`` (per process),
-``metrics`` (the metrics.tsv rows so far) and the validation results.
+epoch checkpoints add ``loss``, ``optimizer``, ``scheduler``, ``scaler``, ``metrics`` (the metrics.tsv
+rows so far) and the validation results. No random-generator state: every epoch re-seeds from
+(seed, epoch, rank), so a resumed run repeats the epochs it continues exactly.
 """
 from __future__ import annotations
 

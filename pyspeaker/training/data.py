@@ -49,11 +49,6 @@ def crop_frames(feats: np.ndarray, length: int, start: int) -> np.ndarray:
     return feats[start:start + length]
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The seeded shuffle of one epoch: the same (seed, epoch) always gives the same order."""
-    return np.random.default_rng((seed, epoch, 0x5EED)).permutation(n).tolist()
-
-
 # ----------------------------------------------------------------------------- feature sources
 
 class KaldiFeatures:

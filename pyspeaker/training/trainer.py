@@ -107,21 +107,6 @@ def _seed_everything(seed: int, epoch: int, rank: int) -> None:
     random.seed(s)
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _uses_conv2d(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -287,9 +272,6 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
         rows = [header] + [_fit_row(r, validator is not None) for r in ckpt.get("metrics", [])[1:]]
         best_eer = float(ckpt.get("best_valid_eer", float("inf")))
         start_epoch = int(ckpt["epoch"]) + 1
-        rng = ckpt.get("rng") or []
-        if len(rng) == info.world_size:
-            _set_rng_state(rng[info.rank])
         log.info("resuming %s from %s (epoch %d of %d)", exp_dir, ckpt["_path"], start_epoch - 1, max_epoch)
 
     log.info("Model %s has %d parameters (loss %s: %d more); %d speakers, %d utterances, %s, device %s",
@@ -359,12 +341,11 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
                  epoch, max_epoch, tot_loss, tot_acc, lr, secs, seen / max(secs, 1e-9), gpu_mem,
                  "" if valid is None else f"; validation EER {valid['eer']:.2f} %, minDCF {valid['min_dcf']:.4f} "
                                           f"(p_target {valid['p_target']:g})")
-        rng_states = distributed.all_gather_object(info, _rng_state())
         if valid is not None and valid["eer"] < best_eer:
             best_eer = valid["eer"]
         state = {**base_state, "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
                  "optimizer": opt.state_dict(), "scheduler": schedule.state_dict(), "scaler": scaler.state_dict(),
-                 "rng": rng_states, "metrics": list(rows), "best_valid_eer": best_eer, "valid": valid,
+                 "metrics": list(rows), "best_valid_eer": best_eer, "valid": valid,
                  "world_size": info.world_size}
         with distributed.all_or_none(info):
             if info.is_main:
