@@ -212,7 +212,7 @@ def run_pyspeaker(paths: dict, variant: str, steps: int, windows: int) -> list[f
     from pyspeaker.training.config import load_config
     from pyspeaker.training.data import load_train_data
     from pyspeaker.training.sampler import SpeakerBatchSampler
-    from pyspeaker.training.trainer import SpeakerNet, make_optimizer, model_options, prepare_cpu
+    from pyspeaker.training.step import SpeakerNet, make_optimizer, model_options, prepare_cpu
 
     sets = [f"data.batch_size={BATCH}", f"data.crop_frames={FRAMES}", "loss.margin=0.3", "loss.scale=30",
             "train.device=cpu"]

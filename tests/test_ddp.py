@@ -42,7 +42,7 @@ def test_two_cpu_processes_see_disjoint_data_and_end_identical(tmp_path, speaker
     rows = (exp / "metrics.tsv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch\tloss")
     final = load_checkpoint(exp / "checkpoints" / "final.pt")
-    assert final["epoch"] == 2 and final["world_size"] == 2 and len(final["rng"]) == 2
+    assert final["epoch"] == 2 and final["world_size"] == 2 and "rng" not in final  # epochs re-seed themselves
     model, _ = model_from_checkpoint(exp / "checkpoints" / "final.pt")
     assert model(torch.randn(2, 40, 20)).shape == (2, 16)
 

@@ -167,7 +167,7 @@ def test_agree_raises_one_ranks_error_on_every_rank(tmp_path):
 def test_shard_check_failing_on_rank_0_stops_every_rank(tmp_path):
     # the processes report overlapping utterances: only rank 0 compares them
     body = """
-    from pyspeaker.training.trainer import _check_shards
+    from pyspeaker.training.distributed import check_disjoint_shards as _check_shards
 
     info, _ = distributed.init("cpu")
     try:

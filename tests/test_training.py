@@ -175,7 +175,7 @@ def test_crop_mode_matches_voxceleb_trainer_rule_and_jobs(tmp_path, speaker_stor
 def test_every_model_and_pooling_trains_with_the_training_step(name, pooling):
     """The trainer's step (SpeakerNet: network + loss, optimiser from the config): loss goes down."""
     from pyspeaker.losses import build_loss
-    from pyspeaker.training.trainer import SpeakerNet, make_optimizer
+    from pyspeaker.training.step import SpeakerNet, make_optimizer
 
     torch.set_num_threads(1)
     options, frames = TINY_MODELS[name]
@@ -207,7 +207,7 @@ def test_every_model_and_pooling_trains_with_the_training_step(name, pooling):
 def test_lab_configs_load_and_build(conf, model_name, loss_name, n_per):
     from conftest import REPO
     from pyspeaker.losses import build_loss
-    from pyspeaker.training.trainer import model_options
+    from pyspeaker.training.step import model_options
 
     cfg = load_config(REPO / "conf" / conf)
     assert (cfg["model"]["name"], cfg["loss"]["name"], cfg["data"]["nPerSpeaker"]) == (model_name, loss_name, n_per)

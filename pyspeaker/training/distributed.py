@@ -231,3 +231,28 @@ def state_digest(module: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def check_disjoint_shards(info: Dist, batches: list[list[int]], epoch: int) -> None:
+    """Distributed runs: check that the processes trained on disjoint utterances this epoch."""
+    if not info.enabled:
+        return
+    mine = torch.tensor([i for b in batches for i in b], dtype=torch.int64)
+    every = all_gather(info, mine)
+    with all_or_none(info):  # the first process checks; all stop if it fails
+        if info.is_main:
+            seen = torch.cat(every)
+            if len(torch.unique(seen)) != len(seen):
+                raise RuntimeError(f"epoch {epoch}: processes shared training utterances (sampler bug)")
+            log.info("epoch %d: %d processes trained on disjoint data (%d utterances each)", epoch,
+                     info.world_size, len(mine))
+
+
+def check_identical(info: Dist, net: torch.nn.Module) -> None:
+    """Distributed runs: every process ends with the same weights."""
+    if not info.enabled:
+        return
+    digests = all_gather_object(info, state_digest(net))
+    if len(set(digests)) != 1:
+        raise RuntimeError("the processes ended with different weights: " + ", ".join(d[:8] for d in digests))
+    log.info("all %d processes end with identical weights (sha1 %s)", info.world_size, digests[0][:12])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from pyspeaker.training import distributed
 from pyspeaker.training.checkpoint import (epoch_checkpoints, load_checkpoint, prune_checkpoints,
                                            save_checkpoint)
 from pyspeaker.training.config import dump_config, resume_mismatch
+from pyspeaker.training.step import SpeakerNet, Stepper, make_optimizer, model_options, prepare_cpu
 
 log = get_logger(__name__)
 
@@ -46,84 +46,12 @@ VALID_COLUMNS = "\tvalid_eer\tvalid_min_dcf"
 RESUME_MODES = ("no", "auto", "yes")
 
 
-def model_options(cfg: dict, feat_dim: int | None) -> dict:
-    """``build_model`` keywords: the config's model section, n_mels from the features when stored."""
-    opts = {k: v for k, v in cfg["model"].items()}
-    if feat_dim is not None:
-        opts["n_mels"] = feat_dim  # from the features, never typed by the user
-    for key in ("waveform", "log_input"):
-        if key in opts and opts[key] is None:
-            del opts[key]
-    if not opts.get("waveform", False):
-        opts.pop("waveform", None)
-    return opts
-
-
-def make_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
-    o = cfg["optim"]
-    if o["name"] == "adam":
-        return torch.optim.Adam(params, lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
-    return torch.optim.SGD(params, lr=float(o["lr"]), momentum=float(o["momentum"]),
-                           weight_decay=float(o["weight_decay"]), nesterov=False)
-
-
-class SpeakerNet(nn.Module):
-    """Embedding network + loss in one module (what DDP wraps): crops -> (loss, accuracy).
-
-    ``inputs`` holds ``batch * n`` crops grouped by speaker ([spk A crop 1, spk A crop 2, spk B
-    ...]); ``labels`` one label per speaker. SpecAugment, when set, is applied to the features
-    between a waveform front-end and the network (or to the stored features). The loss runs in
-    float32 even under mixed precision.
-    """
-
-    def __init__(self, model: nn.Module, loss: nn.Module, spec_augment: dict | None = None):
-        super().__init__()
-        self.model = model
-        self.loss = loss
-        self.spec_augment = spec_augment
-
-    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
-        from pyspeaker.models.frontend import WaveformModel
-        from pyspeaker.training.augment import spec_augment
-
-        if not (self.training and self.spec_augment):
-            return self.model(inputs)
-        if isinstance(self.model, WaveformModel):
-            return self.model.model(spec_augment(self.model.features(inputs), **self.spec_augment))
-        return self.model(spec_augment(inputs, **self.spec_augment))
-
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, n_per_speaker: int):
-        emb = self.embed(inputs)
-        emb = emb.float().reshape(labels.shape[0], n_per_speaker, emb.shape[-1])
-        with torch.autocast(device_type=emb.device.type, enabled=False):
-            return self.loss(emb, labels)
-
-
 def _seed_everything(seed: int, epoch: int, rank: int) -> None:
     """Random streams of one epoch of one process (mining, masks, worker seeds) start from here."""
     s = int(np.random.SeedSequence((seed, epoch, rank, 0x7EA1)).generate_state(1)[0])
     torch.manual_seed(s)
     np.random.seed(s % 2**32)
     random.seed(s)
-
-
-def _uses_conv2d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-def prepare_cpu(cfg: dict, model: nn.Module) -> bool:
-    """CPU speed settings that leave the computation unchanged; returns whether channels_last is on.
-
-    - denormal floats are flushed to zero: Adam's running averages of tiny gradients otherwise
-      reach the denormal range, where x86 arithmetic is many times slower (GPUs flush anyway);
-    - 2-D convolution networks get the NHWC (channels_last) layout that oneDNN computes without
-      reordering (``train.channels_last``).
-    """
-    torch.set_flush_denormal(True)
-    if bool(cfg["train"]["channels_last"]) and _uses_conv2d(model):
-        model.to(memory_format=torch.channels_last)
-        return True
-    return False
 
 
 class _RunLog:
@@ -197,165 +125,69 @@ def train(cfg: dict, features: str | Path | None, exp_dir: str | Path, progress:
         distributed.shutdown(info)
 
 
+@dataclass
+class _Run:
+    """Everything one training run is made of, built before its first epoch."""
+
+    cfg: dict
+    info: distributed.Dist
+    device: torch.device
+    exp_dir: Path
+    ckpt_dir: Path
+    data: object
+    plan: object
+    sampler: object
+    model_opts: dict
+    model: nn.Module
+    loss_fn: nn.Module
+    net: SpeakerNet
+    opt: torch.optim.Optimizer
+    schedule: object
+    scaler: torch.amp.GradScaler
+    mixed: bool
+    channels_last: bool
+    validator: object | None
+    rows: list
+    best_eer: float = float("inf")
+    start_epoch: int = 1
+
+    @property
+    def max_epoch(self) -> int:
+        return int(self.cfg["train"]["max_epoch"])
+
+    def base_state(self) -> dict:
+        """What every checkpoint holds to rebuild the model."""
+        d = self.data
+        return {"model_options": self.model_opts, "config": self.cfg, "speakers": d.speakers, "feat_id": d.feat_id,
+                "feat_config": d.feat_config, "loss_name": self.cfg["loss"]["name"], "pyspeaker_version": __version__}
+
+
 def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, resume, expected_classes,
            info, device) -> Path:
-    from pyspeaker.losses import loss_class
-    from pyspeaker.training.data import feature_config_from, load_train_data
-    from pyspeaker.training.sampler import SpeakerBatchSampler, plan_batches
-    from pyspeaker.training.schedule import Schedule
-
-    t, d = cfg["train"], cfg["data"]
-    seed, max_epoch = int(t["seed"]), int(t["max_epoch"])
-    torch.manual_seed(seed)
-    data = load_train_data(cfg, features, data_dir)
-    num_classes = len(data.speakers)
-    if num_classes < 2:
-        raise DataError(f"training needs at least 2 speakers, the data have {num_classes}", path=data.source)
-    if expected_classes is not None and int(expected_classes) != num_classes:
-        raise ConfigError(f"--nClasses {expected_classes} does not match the training data: {data.source} has "
-                          f"{num_classes} speakers (the number comes from the data; leave --nClasses out)")
-    loss_name = cfg["loss"]["name"]
-    n_per = int(d["nPerSpeaker"])
-    cls = loss_class(loss_name)
-    plan = plan_batches(data.labels, int(d["batch_size"]), n_per, unique_speakers=bool(d["unique_speakers"]),
-                        loss_name=loss_name, classification=cls.utts_per_speaker == 1,
-                        max_seg_per_spk=int(d["max_seg_per_spk"]), world_size=info.world_size, seed=seed,
-                        where=None, epochs=max_epoch)
-    sampler = SpeakerBatchSampler(data.labels, plan.batch_size, n_per, int(d["max_seg_per_spk"]), seed, info.rank,
-                                  info.world_size, bool(d["unique_speakers"]))
-
-    mopts = model_options(cfg, data.feat_dim)
-    model = build_model(**mopts)
-    loss_fn = build_loss(nOut=int(cfg["model"]["nOut"]), num_classes=num_classes, **cfg["loss"])
-    mixed = bool(t["mixedprec"])
-    if mixed and device.type != "cuda":
-        log.warning("train.mixedprec applies to CUDA only; training on %s in float32", device)
-        mixed = False
-    model.to(device)
-    loss_fn.to(device)
-    channels_last = prepare_cpu(cfg, model) if device.type == "cpu" else False
-    a = cfg["augment"]
-    spec = None
-    if a["specaugment"]:
-        spec = {"freq_masks": int(a["freq_masks"]), "freq_width": int(a["freq_width"]),
-                "time_masks": int(a["time_masks"]), "time_width": int(a["time_width"])}
-    net = SpeakerNet(model, loss_fn, spec)
-    opt = make_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
-    schedule = Schedule(cfg["optim"], max_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed)
-
-    validator = None
-    if int(t["test_interval"]) > 0:
-        if cfg["valid"]["trials"]:
-            from pyspeaker.training.validation import Validator
-
-            fcfg = feature_config_from(cfg) if (data_dir is not None and d["feat_conf"]) else None
-            validator = Validator(cfg, training_from_audio=data_dir is not None, feature_cfg=fcfg)
-        else:
-            log.warning("train.test_interval is %d but there is no validation trial list (valid.trials): "
-                        "no validation", int(t["test_interval"]))
-
-    base_state = {"model_options": mopts, "config": cfg, "speakers": data.speakers, "feat_id": data.feat_id,
-                  "feat_config": data.feat_config, "loss_name": loss_name, "pyspeaker_version": __version__}
-    header = METRICS_HEADER if validator is None else METRICS_HEADER.rstrip("\n") + VALID_COLUMNS + "\n"
-    rows = [header]
-    best_eer = float("inf")
-    start_epoch = 1
+    torch.manual_seed(int(cfg["train"]["seed"]))
+    data = _load_data(cfg, features, data_dir, expected_classes)
+    run = _build_run(cfg, data, data_dir, info, device, exp_dir, ckpt_dir)
     ckpt = _find_resume_point(ckpt_dir, cfg, resume, exp_dir)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        loss_fn.load_state_dict(ckpt["loss"])
-        opt.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt.get("scheduler", {}))
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        rows = [header] + [_fit_row(r, validator is not None) for r in ckpt.get("metrics", [])[1:]]
-        best_eer = float(ckpt.get("best_valid_eer", float("inf")))
-        start_epoch = int(ckpt["epoch"]) + 1
-        log.info("resuming %s from %s (epoch %d of %d)", exp_dir, ckpt["_path"], start_epoch - 1, max_epoch)
-
-    log.info("Model %s has %d parameters (loss %s: %d more); %d speakers, %d utterances, %s, device %s",
-             mopts["name"], count_parameters(model), loss_name, count_parameters(loss_fn), num_classes,
-             len(data.dataset), f"feature dim {data.feat_dim}" if data.feat_dim else "waveform input", device)
-    log.info("training data: %s", data.description)
-    log.info("batches: %d speakers x %d utterances of %d frames per step%s; %d steps per epoch%s%s",
-             plan.batch_size, n_per, int(d["crop_frames"]),
-             f" per process, {info.world_size} processes" if info.enabled else "", plan.batches_per_epoch,
-             "; mixed precision" if mixed else "", "; channels_last" if channels_last else "")
-    if validator is not None:
-        log.info("validation every %d epochs on %s", int(t["test_interval"]), validator.describe())
+        _restore(run, ckpt)
+    _log_setup(run)
     with distributed.all_or_none(info):
         if info.is_main:
             write_text_atomic(exp_dir / "config.yaml", dump_config(cfg))
             if ckpt is None:
-                save_checkpoint(ckpt_dir / "init.pt", {**base_state, "epoch": 0, "model": model.state_dict()})
-
-    train_net: nn.Module = net
-    if info.enabled:
-        train_net = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
-    stepper = _Stepper(train_net, loss_fn, opt, scaler, schedule, list(model.parameters()) + list(loss_fn.parameters()),
-                       float(t["grad_clip"]), mixed, device, n_per, info.is_main)
-    loader_kw = dict(batch_size=None, num_workers=int(d["num_workers"]), pin_memory=device.type == "cuda")
-    state = None
+                save_checkpoint(ckpt_dir / "init.pt", {**run.base_state(), "epoch": 0, "model": run.model.state_dict()})
     final = ckpt_dir / "final.pt"
-    if start_epoch > max_epoch:
-        log.info("%s is already trained to epoch %d (train.max_epoch %d)", exp_dir, start_epoch - 1, max_epoch)
+    if run.start_epoch > run.max_epoch:
+        log.info("%s is already trained to epoch %d (train.max_epoch %d)", exp_dir, run.start_epoch - 1, run.max_epoch)
         with distributed.all_or_none(info):
             if info.is_main and not final.is_file():
                 save_checkpoint(final, {k: v for k, v in ckpt.items() if k != "_path"})
         return final
-    for epoch in range(start_epoch, max_epoch + 1):
-        t0 = time.time()
-        _seed_everything(seed, epoch, info.rank)
-        net.train()
-        data.dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        batches = sampler.batches(epoch)
-        n_steps = len(batches)
-        if n_steps == 0:
-            raise DataError(f"epoch {epoch} has no batch of {plan.batch_size} speakers", path=data.source)
-        loader = torch.utils.data.DataLoader(data.dataset, sampler=batches, **loader_kw)
-        bar = _progress_bar(loader, epoch, max_epoch, progress if info.is_main else False)
-        sums, lr = stepper.run_epoch(bar, epoch, n_steps)
-        _check_shards(info, batches, epoch)
-        distributed.all_reduce_sum(info, sums)
-        distributed.average_buffers(info, model)
-        tot_loss, tot_acc, seen = float(sums[0] / sums[2]), float(sums[1] / sums[2]), int(sums[2])
-        secs = time.time() - t0
-        row = f"{epoch}\t{tot_loss:.4f}\t{tot_acc:.2f}\t{lr:.6g}\t{secs:.1f}"
-        valid = None
-        if validator is not None:
-            if epoch % int(t["test_interval"]) == 0 or epoch == max_epoch:
-                with distributed.all_or_none(info):  # validation runs on the first process only
-                    if info.is_main:
-                        valid = validator(model, device)
-                row += "\tnan\tnan" if valid is None else f"\t{valid['eer']:.4f}\t{valid['min_dcf']:.4f}"
-            else:
-                row += "\tnan\tnan"
-        rows.append(row + "\n")
-        gpu_mem = ""
-        if device.type == "cuda":
-            gpu_mem = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
-        log.info("epoch %d/%d: loss %.4f, accuracy %.2f %%, lr %.3g, %.1f s (%.0f crops/s%s)%s",
-                 epoch, max_epoch, tot_loss, tot_acc, lr, secs, seen / max(secs, 1e-9), gpu_mem,
-                 "" if valid is None else f"; validation EER {valid['eer']:.2f} %, minDCF {valid['min_dcf']:.4f} "
-                                          f"(p_target {valid['p_target']:g})")
-        if valid is not None and valid["eer"] < best_eer:
-            best_eer = valid["eer"]
-        state = {**base_state, "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
-                 "optimizer": opt.state_dict(), "scheduler": schedule.state_dict(), "scaler": scaler.state_dict(),
-                 "metrics": list(rows), "best_valid_eer": best_eer, "valid": valid,
-                 "world_size": info.world_size}
-        with distributed.all_or_none(info):
-            if info.is_main:
-                write_text_atomic(exp_dir / "metrics.tsv", "".join(rows))
-                save_checkpoint(ckpt_dir / f"epoch_{epoch:04d}.pt", state)
-                if valid is not None and valid["eer"] <= best_eer:
-                    save_checkpoint(ckpt_dir / "best.pt", state)
-                    log.info("best validation EER so far: epoch %d -> %s", epoch, ckpt_dir / "best.pt")
-                prune_checkpoints(ckpt_dir, int(t["keep_last"]))
-    _check_identical(info, net)
+    stepper = _make_stepper(run)
+    state = None
+    for epoch in range(run.start_epoch, run.max_epoch + 1):
+        state = _train_epoch(run, stepper, epoch, progress)
+    distributed.check_identical(info, run.net)
     with distributed.all_or_none(info):
         if info.is_main:
             save_checkpoint(final, state)
@@ -364,48 +196,173 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
     return final
 
 
-@dataclass
-class _Stepper:
-    """One optimiser step per batch: forward (autocast under mixed precision), backward through the
-    gradient scaler, clipping, update; the lr and loss margin follow the schedule step by step."""
+def _load_data(cfg: dict, features, data_dir, expected_classes):
+    from pyspeaker.training.data import load_train_data
 
-    net: nn.Module              # SpeakerNet, or its DDP wrapper
-    loss_fn: nn.Module
-    opt: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    schedule: object
-    params: list
-    grad_clip: float
-    mixed: bool
-    device: torch.device
-    n_per: int
-    show: bool
+    data = load_train_data(cfg, features, data_dir)
+    num_classes = len(data.speakers)
+    if num_classes < 2:
+        raise DataError(f"training needs at least 2 speakers, the data have {num_classes}", path=data.source)
+    if expected_classes is not None and int(expected_classes) != num_classes:
+        raise ConfigError(f"--nClasses {expected_classes} does not match the training data: {data.source} has "
+                          f"{num_classes} speakers (the number comes from the data; leave --nClasses out)")
+    return data
 
-    def run_epoch(self, batches, epoch: int, n_steps: int) -> tuple[torch.Tensor, float]:
-        """Train on ``batches``; returns ([loss * crops, accuracy * crops, crops] summed, last lr)."""
-        sums = torch.zeros(3, dtype=torch.float64)
-        lr = self.schedule.lr(epoch - 1, n_steps)
-        for step, (inputs, crop_labels) in enumerate(batches):
-            lr = self.schedule.apply(self.opt, epoch - 1 + step / n_steps, n_steps, self.loss_fn)
-            inputs = inputs.to(self.device, non_blocking=True)
-            labels = crop_labels[::self.n_per].to(self.device, non_blocking=True)  # one label per speaker
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16) if self.mixed else nullcontext():
-                loss, acc = self.net(inputs, labels, self.n_per)
-            self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.grad_clip > 0:
-                self.scaler.unscale_(self.opt)
-                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            n = float(crop_labels.shape[0])
-            sums += torch.tensor([loss.item() * n, (acc.item() if acc is not None else 0.0) * n, n],
-                                 dtype=torch.float64)
-            if self.show and step % 10 == 0 and hasattr(batches, "set_postfix"):
-                batches.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", acc=f"{sums[1] / sums[2]:.1f}")
-        if hasattr(batches, "close"):
-            batches.close()
-        return sums, lr
+
+def _build_run(cfg: dict, data, data_dir, info, device, exp_dir: Path, ckpt_dir: Path) -> _Run:
+    """Batches, network, loss, optimiser, schedule and validator of a run."""
+    from pyspeaker.losses import loss_class
+    from pyspeaker.training.sampler import SpeakerBatchSampler, plan_batches
+    from pyspeaker.training.schedule import Schedule
+
+    t, d, a = cfg["train"], cfg["data"], cfg["augment"]
+    seed, max_epoch, n_per = int(t["seed"]), int(t["max_epoch"]), int(d["nPerSpeaker"])
+    cls = loss_class(cfg["loss"]["name"])
+    plan = plan_batches(data.labels, int(d["batch_size"]), n_per, unique_speakers=bool(d["unique_speakers"]),
+                        loss_name=cfg["loss"]["name"], classification=cls.utts_per_speaker == 1,
+                        max_seg_per_spk=int(d["max_seg_per_spk"]), world_size=info.world_size, seed=seed,
+                        where=None, epochs=max_epoch)
+    sampler = SpeakerBatchSampler(data.labels, plan.batch_size, n_per, int(d["max_seg_per_spk"]), seed, info.rank,
+                                  info.world_size, bool(d["unique_speakers"]))
+    mopts = model_options(cfg, data.feat_dim)
+    model = build_model(**mopts)
+    loss_fn = build_loss(nOut=int(cfg["model"]["nOut"]), num_classes=len(data.speakers), **cfg["loss"])
+    mixed = bool(t["mixedprec"])
+    if mixed and device.type != "cuda":
+        log.warning("train.mixedprec applies to CUDA only; training on %s in float32", device)
+        mixed = False
+    model.to(device)
+    loss_fn.to(device)
+    channels_last = prepare_cpu(cfg, model) if device.type == "cpu" else False
+    spec = None
+    if a["specaugment"]:
+        spec = {k: int(a[k]) for k in ("freq_masks", "freq_width", "time_masks", "time_width")}
+    validator = _make_validator(cfg, data_dir)
+    header = METRICS_HEADER if validator is None else METRICS_HEADER.rstrip("\n") + VALID_COLUMNS + "\n"
+    return _Run(cfg, info, device, exp_dir, ckpt_dir, data, plan, sampler, mopts, model, loss_fn,
+                SpeakerNet(model, loss_fn, spec), make_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters())),
+                Schedule(cfg["optim"], max_epoch), torch.amp.GradScaler("cuda", enabled=mixed), mixed, channels_last,
+                validator, [header])
+
+
+def _make_validator(cfg: dict, data_dir):
+    from pyspeaker.training.data import feature_config_from
+
+    interval = int(cfg["train"]["test_interval"])
+    if interval <= 0:
+        return None
+    if not cfg["valid"]["trials"]:
+        log.warning("train.test_interval is %d but there is no validation trial list (valid.trials): no validation",
+                    interval)
+        return None
+    from pyspeaker.training.validation import Validator
+
+    fcfg = feature_config_from(cfg) if (data_dir is not None and cfg["data"]["feat_conf"]) else None
+    return Validator(cfg, training_from_audio=data_dir is not None, feature_cfg=fcfg)
+
+
+def _restore(run: _Run, ckpt: dict) -> None:
+    """Continue from an epoch checkpoint: model, loss, optimiser, schedule, scaler and metrics rows."""
+    run.model.load_state_dict(ckpt["model"])
+    run.loss_fn.load_state_dict(ckpt["loss"])
+    run.opt.load_state_dict(ckpt["optimizer"])
+    run.schedule.load_state_dict(ckpt.get("scheduler", {}))
+    if ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.rows += [_fit_row(r, run.validator is not None) for r in ckpt.get("metrics", [])[1:]]
+    run.best_eer = float(ckpt.get("best_valid_eer", float("inf")))
+    run.start_epoch = int(ckpt["epoch"]) + 1
+    log.info("resuming %s from %s (epoch %d of %d)", run.exp_dir, ckpt["_path"], run.start_epoch - 1, run.max_epoch)
+
+
+def _log_setup(run: _Run) -> None:
+    d, data, info = run.cfg["data"], run.data, run.info
+    log.info("Model %s has %d parameters (loss %s: %d more); %d speakers, %d utterances, %s, device %s",
+             run.model_opts["name"], count_parameters(run.model), run.cfg["loss"]["name"],
+             count_parameters(run.loss_fn), len(data.speakers), len(data.dataset),
+             f"feature dim {data.feat_dim}" if data.feat_dim else "waveform input", run.device)
+    log.info("training data: %s", data.description)
+    log.info("batches: %d speakers x %d utterances of %d frames per step%s; %d steps per epoch%s%s",
+             run.plan.batch_size, int(d["nPerSpeaker"]), int(d["crop_frames"]),
+             f" per process, {info.world_size} processes" if info.enabled else "", run.plan.batches_per_epoch,
+             "; mixed precision" if run.mixed else "", "; channels_last" if run.channels_last else "")
+    if run.validator is not None:
+        log.info("validation every %d epochs on %s", int(run.cfg["train"]["test_interval"]), run.validator.describe())
+
+
+def _make_stepper(run: _Run) -> Stepper:
+    train_net: nn.Module = run.net
+    if run.info.enabled:
+        train_net = nn.parallel.DistributedDataParallel(
+            run.net, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    return Stepper(train_net, run.loss_fn, run.opt, run.scaler, run.schedule,
+                    list(run.model.parameters()) + list(run.loss_fn.parameters()), float(run.cfg["train"]["grad_clip"]),
+                    run.mixed, run.device, int(run.cfg["data"]["nPerSpeaker"]), run.info.is_main)
+
+
+def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict:
+    """One epoch: its seeded batches, the steps, validation when due, metrics row and checkpoint."""
+    t, info, d = run.cfg["train"], run.info, run.cfg["data"]
+    t0 = time.time()
+    _seed_everything(int(t["seed"]), epoch, info.rank)
+    run.net.train()
+    run.data.dataset.set_epoch(epoch)
+    run.sampler.set_epoch(epoch)
+    batches = run.sampler.batches(epoch)
+    if not batches:
+        raise DataError(f"epoch {epoch} has no batch of {run.plan.batch_size} speakers", path=run.data.source)
+    loader = torch.utils.data.DataLoader(run.data.dataset, sampler=batches, batch_size=None,
+                                         num_workers=int(d["num_workers"]), pin_memory=run.device.type == "cuda")
+    bar = _progress_bar(loader, epoch, run.max_epoch, progress if info.is_main else False)
+    sums, lr = stepper.run_epoch(bar, epoch, len(batches))
+    distributed.check_disjoint_shards(info, batches, epoch)
+    distributed.all_reduce_sum(info, sums)
+    distributed.average_buffers(info, run.model)
+    tot_loss, tot_acc, seen = float(sums[0] / sums[2]), float(sums[1] / sums[2]), int(sums[2])
+    secs = time.time() - t0
+    valid = _validate(run, epoch)
+    row = f"{epoch}\t{tot_loss:.4f}\t{tot_acc:.2f}\t{lr:.6g}\t{secs:.1f}"
+    if run.validator is not None:
+        row += "\tnan\tnan" if valid is None else f"\t{valid['eer']:.4f}\t{valid['min_dcf']:.4f}"
+    run.rows.append(row + "\n")
+    gpu_mem = ""
+    if run.device.type == "cuda":
+        gpu_mem = f", peak GPU memory {torch.cuda.max_memory_allocated(run.device) / 2**20:.0f} MiB"
+    log.info("epoch %d/%d: loss %.4f, accuracy %.2f %%, lr %.3g, %.1f s (%.0f crops/s%s)%s",
+             epoch, run.max_epoch, tot_loss, tot_acc, lr, secs, seen / max(secs, 1e-9), gpu_mem,
+             "" if valid is None else f"; validation EER {valid['eer']:.2f} %, minDCF {valid['min_dcf']:.4f} "
+                                      f"(p_target {valid['p_target']:g})")
+    if valid is not None and valid["eer"] < run.best_eer:
+        run.best_eer = valid["eer"]
+    state = {**run.base_state(), "epoch": epoch, "model": run.model.state_dict(), "loss": run.loss_fn.state_dict(),
+             "optimizer": run.opt.state_dict(), "scheduler": run.schedule.state_dict(),
+             "scaler": run.scaler.state_dict(), "metrics": list(run.rows), "best_valid_eer": run.best_eer,
+             "valid": valid, "world_size": info.world_size}
+    _save_epoch(run, epoch, state, valid)
+    return state
+
+
+def _validate(run: _Run, epoch: int) -> dict | None:
+    """Validation results when this epoch is due (on the first process only), else None."""
+    interval = int(run.cfg["train"]["test_interval"])
+    if run.validator is None or not (epoch % interval == 0 or epoch == run.max_epoch):
+        return None
+    valid = None
+    with distributed.all_or_none(run.info):  # validation runs on the first process only
+        if run.info.is_main:
+            valid = run.validator(run.model, run.device)
+    return valid
+
+
+def _save_epoch(run: _Run, epoch: int, state: dict, valid: dict | None) -> None:
+    with distributed.all_or_none(run.info):
+        if run.info.is_main:
+            write_text_atomic(run.exp_dir / "metrics.tsv", "".join(run.rows))
+            save_checkpoint(run.ckpt_dir / f"epoch_{epoch:04d}.pt", state)
+            if valid is not None and valid["eer"] <= run.best_eer:
+                save_checkpoint(run.ckpt_dir / "best.pt", state)
+                log.info("best validation EER so far: epoch %d -> %s", epoch, run.ckpt_dir / "best.pt")
+            prune_checkpoints(run.ckpt_dir, int(run.cfg["train"]["keep_last"]))
 
 
 def _fit_row(row: str, with_valid: bool) -> str:
@@ -422,27 +379,3 @@ def _progress_bar(loader, epoch: int, max_epoch: int, progress: bool | None):
 
     return tqdm(loader, desc=f"epoch {epoch}/{max_epoch}", unit="batch", disable=True if progress is False else None,
                 leave=False, dynamic_ncols=True)
-
-
-def _check_shards(info, batches: list[list[int]], epoch: int) -> None:
-    """Distributed runs: check that the processes trained on disjoint utterances this epoch."""
-    if not info.enabled:
-        return
-    mine = torch.tensor([i for b in batches for i in b], dtype=torch.int64)
-    every = distributed.all_gather(info, mine)
-    with distributed.all_or_none(info):  # the first process checks; all stop if it fails
-        if info.is_main:
-            seen = torch.cat(every)
-            if len(torch.unique(seen)) != len(seen):
-                raise RuntimeError(f"epoch {epoch}: processes shared training utterances (sampler bug)")
-            log.info("epoch %d: %d processes trained on disjoint data (%d utterances each)", epoch,
-                     info.world_size, len(mine))
-
-
-def _check_identical(info, net: nn.Module) -> None:
-    if not info.enabled:
-        return
-    digests = distributed.all_gather_object(info, distributed.state_digest(net))
-    if len(set(digests)) != 1:
-        raise RuntimeError("the processes ended with different weights: " + ", ".join(d[:8] for d in digests))
-    log.info("all %d processes end with identical weights (sha1 %s)", info.world_size, digests[0][:12])
