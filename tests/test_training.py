@@ -12,7 +12,8 @@ from pyspeaker.models import build_model, count_parameters
 from pyspeaker.store import FeatureStore, load_embeddings
 from pyspeaker.training.checkpoint import model_from_checkpoint
 from pyspeaker.training.config import load_config
-from pyspeaker.training.data import CropDataset, crop_frames, read_utt2spk
+from pyspeaker.data import read_utt2spk
+from pyspeaker.training.data import CropDataset, crop_frames
 from pyspeaker.training.trainer import train
 
 from conftest import TINY_MODELS, run_cli

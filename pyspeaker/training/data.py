@@ -24,22 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyspeaker.data.tables import read_utt2spk
 from pyspeaker.errors import ConfigError, DataError
 from pyspeaker.log import get_logger
 from pyspeaker.store.features import FeatureStore
 
 log = get_logger(__name__)
 
-
-
-def read_utt2spk(path: Path) -> dict[str, str]:
-    out = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        parts = line.split()
-        if len(parts) != 2:
-            raise DataError(f"expected '<utt> <spk>', got {line!r}", path=path, line=n)
-        out[parts[0]] = parts[1]
-    return out
 
 
 def crop_frames(feats: np.ndarray, length: int, start: int) -> np.ndarray:
