@@ -24,6 +24,13 @@ TINY_MODELS = {
 }
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say once, at the end, when the shared reference material is missing (its tests skip)."""
+    if not SHARED.is_dir():
+        terminalreporter.write_line(f"note: {SHARED} is not there (../shared beside the repository): the tests on "
+                                    "FSDD speech and the voxceleb_trainer reference files were skipped")
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run ``python -m pyspeaker ARGS`` as a user would; returns the completed process."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
