@@ -109,18 +109,10 @@ def _read_ark(entry: str, path: str | os.PathLike | None, line: int | None) -> t
     return (array if array.ndim == 2 else array[:, None]), int(rate)
 
 
-def _decode(entry: str, path: str | os.PathLike | None, line: int | None) -> tuple[np.ndarray, int]:
-    """(frames x channels float32, rate) for a wav.scp entry."""
+def _read_soundfile(source: str | io.BytesIO, entry: str, path: str | os.PathLike | None,
+                    line: int | None) -> tuple[np.ndarray, int]:
     import soundfile
 
-    if entry.endswith("|"):
-        source: str | io.BytesIO = io.BytesIO(_fix_streamed_wav(_run_pipe(entry[:-1].strip(), path, line)))
-    elif _ARK_ENTRY.fullmatch(entry) and not os.path.exists(entry):
-        return _read_ark(entry, path, line)
-    elif not os.path.isfile(entry):
-        raise DataError(f"audio file not found: {entry}", path=path, line=line)
-    else:
-        source = entry
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (RuntimeError, ValueError, TypeError, EOFError) as e:  # LibsndfileError is a RuntimeError
@@ -130,6 +122,32 @@ def _decode(entry: str, path: str | os.PathLike | None, line: int | None) -> tup
             reason = "Format not recognised."
         raise DataError(f"cannot decode audio from {entry!r}: {reason}", path=path, line=line) from None
     return samples, rate
+
+
+def _decode(entry: str, path: str | os.PathLike | None, line: int | None) -> tuple[np.ndarray, int]:
+    """(frames x channels float32, rate) for a wav.scp entry."""
+    if entry.endswith("|"):
+        return _read_soundfile(io.BytesIO(_fix_streamed_wav(_run_pipe(entry[:-1].strip(), path, line))),
+                               entry, path, line)
+    if _ARK_ENTRY.fullmatch(entry) and not os.path.exists(entry):
+        return _read_ark(entry, path, line)
+    if not os.path.isfile(entry):
+        raise DataError(f"audio file not found: {entry}", path=path, line=line)
+    return _read_soundfile(entry, entry, path, line)
+
+
+def _first_channel(frames: np.ndarray, entry: str, path: str | os.PathLike | None, line: int | None) -> np.ndarray:
+    """The first channel (with a warning if there are more), refusing empty or non-finite audio."""
+    if frames.shape[1] > 1:
+        where = "" if path is None else f"{path}:{line}: "
+        log.warning("%s%r has %d channels; using the first one (channel 0), as Kaldi does",
+                    where, entry, frames.shape[1])
+    samples = np.ascontiguousarray(frames[:, 0])
+    if len(samples) == 0:
+        raise DataError(f"no audio in {entry!r} (0 samples)", path=path, line=line)
+    # Float WAVs can hold NaN / inf samples, which would turn every feature of the file into NaN.
+    require_finite(samples, f"samples of audio {entry!r}", path, line=line)
+    return samples
 
 
 def load_audio(entry: str, *, path_for_errors: str | os.PathLike | None = None, line: int | None = None,
@@ -143,21 +161,28 @@ def load_audio(entry: str, *, path_for_errors: str | os.PathLike | None = None, 
     """
     entry = entry.strip()
     frames, rate = _decode(entry, path_for_errors, line)
-    if frames.shape[1] > 1:
-        where = "" if path_for_errors is None else f"{path_for_errors}:{line}: "
-        log.warning("%s%r has %d channels; using the first one (channel 0), as Kaldi does",
-                    where, entry, frames.shape[1])
-    samples = np.ascontiguousarray(frames[:, 0])
-    if len(samples) == 0:
-        raise DataError(f"no audio in {entry!r} (0 samples)", path=path_for_errors, line=line)
-    # Float WAVs can hold NaN / inf samples, which would turn every feature of the file into NaN.
-    require_finite(samples, f"samples of audio {entry!r}", path_for_errors, line=line)
+    samples = _first_channel(frames, entry, path_for_errors, line)
     if expected_sample_rate is not None and rate != expected_sample_rate:
         raise DataError(f"sample rate {rate} Hz, expected {expected_sample_rate} Hz: {entry!r}",
                         path=path_for_errors, line=line)
     if start != 0.0 or end not in (None, -1):
         samples = cut_segment(samples, rate, start, end, path_for_errors=path_for_errors, line=line)
     return samples, rate
+
+
+def read_audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(float32 mono samples, sample rate) of an audio file named directly (a trial list's entry,
+    say), never run as a pipe or read as an ark entry; errors name the file.
+
+    For PCM and float files the samples are those of voxceleb_trainer's reading (``soundfile.read``
+    as float64, then float32): soundfile's float32 conversion rounds the same values. More
+    channels: the first, with a warning.
+    """
+    if not os.path.isfile(path):
+        raise DataError("audio file not found", path=path)
+    entry = os.fspath(path)
+    frames, rate = _read_soundfile(entry, entry, None, None)
+    return _first_channel(frames, entry, None, None), int(rate)
 
 
 def read_random_span(entry: str, length: int, rng: np.random.Generator, sample_rate: int, *,

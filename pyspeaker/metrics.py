@@ -12,8 +12,10 @@ All rates are fractions in [0, 1]; the commands print the EER in percent.
 
 For calibrated scores (log-likelihood ratios) there are also the actual DCF (decisions at the Bayes
 threshold ``log(c_fa (1 - p) / (c_miss p))``), Cllr and min Cllr (Cllr after the optimal monotone
-recalibration, found by the pool-adjacent-violators algorithm). :func:`kaldi_min_dcf` reproduces
-Kaldi's ``sid/compute_min_dcf.py`` (also used by voxceleb_trainer) for comparison.
+recalibration, found by the pool-adjacent-violators algorithm). For comparison with other
+toolkits, :func:`kaldi_eer` and :func:`kaldi_min_dcf` reproduce Kaldi's ``compute-eer`` and
+``sid/compute_min_dcf.py`` (the latter is also voxceleb_trainer's minDCF), and
+:func:`voxceleb_trainer_eer` voxceleb_trainer's EER.
 """
 from __future__ import annotations
 
@@ -33,14 +35,9 @@ def _as_scores(x: ArrayLike, what: str) -> np.ndarray:
     return a
 
 
-def error_rates(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tie-aware operating points ``(thresholds, p_miss, p_fa)``, thresholds ascending.
-
-    Point k accepts the trials with ``score >= thresholds[k]``. There is one point per distinct
-    score value plus the reject-all end point (threshold ``+inf``, p_miss 1, p_fa 0). The
-    accept-all end point (p_miss 0, p_fa 1) is the first point, whose threshold is the lowest
-    score. ``p_miss`` never decreases and ``p_fa`` never increases along the arrays.
-    """
+def _counts_below(target_scores: ArrayLike, nontarget_scores: ArrayLike):
+    """``(values, targets_below, nontargets_below, n_tgt, n_non)``: the distinct scores ascending and,
+    for each, how many target and non-target scores are strictly below it."""
     tgt = _as_scores(target_scores, "target")
     non = _as_scores(nontarget_scores, "non-target")
     scores = np.concatenate([tgt, non])
@@ -54,10 +51,21 @@ def error_rates(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[
     # first position of each distinct value: everything before it is rejected at that threshold
     starts = np.flatnonzero(np.concatenate([[True], sorted_scores[1:] != sorted_scores[:-1]]))
     n_tgt_rejected = targets_below[starts]
-    n_non_rejected = starts - n_tgt_rejected
-    thresholds = np.append(sorted_scores[starts], np.inf)
-    p_miss = np.append(n_tgt_rejected / tgt.size, 1.0)
-    p_fa = np.append((non.size - n_non_rejected) / non.size, 0.0)
+    return sorted_scores[starts], n_tgt_rejected, starts - n_tgt_rejected, tgt.size, non.size
+
+
+def error_rates(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tie-aware operating points ``(thresholds, p_miss, p_fa)``, thresholds ascending.
+
+    Point k accepts the trials with ``score >= thresholds[k]``. There is one point per distinct
+    score value plus the reject-all end point (threshold ``+inf``, p_miss 1, p_fa 0). The
+    accept-all end point (p_miss 0, p_fa 1) is the first point, whose threshold is the lowest
+    score. ``p_miss`` never decreases and ``p_fa`` never increases along the arrays.
+    """
+    values, n_tgt_rejected, n_non_rejected, n_tgt, n_non = _counts_below(target_scores, nontarget_scores)
+    thresholds = np.append(values, np.inf)
+    p_miss = np.append(n_tgt_rejected / n_tgt, 1.0)
+    p_fa = np.append((n_non - n_non_rejected) / n_non, 0.0)
     return thresholds, p_miss, p_fa
 
 
@@ -133,6 +141,25 @@ def kaldi_eer(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[fl
     stop = np.flatnonzero(non[non_pos] < tgt[positions])
     p = int(stop[0]) if stop.size else n_tgt - 1
     return p / n_tgt, float(tgt[p])
+
+
+def voxceleb_trainer_eer(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> float:
+    """EER (fraction) exactly as voxceleb_trainer's ``tuneThresholdfromScore``.
+
+    Its points are ``sklearn.metrics.roc_curve``'s: one per distinct score (descending, accept
+    ``score >= it``), minus those that sklearn's default ``drop_intermediate`` removes (the
+    middle of a straight, evenly stepped run), after the (0, 0) start. It takes the first point
+    minimising |FNR - FPR| and reports max(FPR, FNR): no interpolation, and because of the
+    dropped points it can be above :func:`compute_eer`.
+    """
+    _, n_tgt_rejected, n_non_rejected, n_tgt, n_non = _counts_below(target_scores, nontarget_scores)
+    tps, fps = (n_tgt - n_tgt_rejected)[::-1], (n_non - n_non_rejected)[::-1]
+    if len(fps) > 2:
+        keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps = tps[keep], fps[keep]
+    fpr, fnr = np.r_[0, fps] / n_non, 1 - np.r_[0, tps] / n_tgt
+    i = int(np.nanargmin(np.absolute(fnr - fpr)))
+    return float(max(fpr[i], fnr[i]))
 
 
 def det_points(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,14 @@ import pytest
 import soundfile
 import torch
 
+from pyspeaker.audio import read_audio_file
 from pyspeaker.compat import voxceleb_trainer as vt
 from pyspeaker.errors import ConfigError, DataError
+from pyspeaker.extraction import crop_starts
+from pyspeaker.metrics import kaldi_min_dcf, voxceleb_trainer_eer
 from pyspeaker.models import build_model
 from pyspeaker.models.frontend import normalize_input
+from pyspeaker.scoring.crops import crop_scores
 
 from conftest import SHARED, run_cli
 
@@ -87,7 +91,8 @@ def test_fixture_scores_and_eer_match_voxceleb_trainer(fixture_run):
     assert [r[1:] for r in rows] == [[str(l), e, t] for l, e, t in
                                      zip(ref["trial_labels"], ref["trial_enroll"], ref["trial_test"])]
     np.testing.assert_allclose([float(r[0]) for r in rows], ref[f"{PREFIX}__scores"], rtol=0, atol=1e-4)
-    expected_eer = vt.voxceleb_trainer_eer(ref[f"{PREFIX}__scores"].astype(np.float32), ref["trial_labels"])
+    ref_scores, is_target = ref[f"{PREFIX}__scores"].astype(np.float32), ref["trial_labels"] == 1
+    expected_eer = 100 * voxceleb_trainer_eer(ref_scores[is_target], ref_scores[~is_target])
     assert proc.stdout.splitlines() == [f"EER {expected_eer:.4f}", "MinDCF 0.50000"]
     assert "Model ResNetSE34L has 1437078 parameters" in proc.stderr
 
@@ -96,16 +101,20 @@ def test_fixture_crops_and_features_match_voxceleb_trainer():
     ref = np.load(need(FIXTURE / "reference.npz"))
     model = vt.load_model(FIXTURE / f"{PREFIX}.model", "ResNetSE34L", "SAP", 512, 40, log_input=True)
     for name in ref["wav_names"]:
-        audio, rate = vt.read_wav(FIXTURE / "wavs" / name)
+        audio, rate = read_audio_file(FIXTURE / "wavs" / name)
         assert rate == 16000 and len(audio) == ref[f"wavlen__{name}"]
-        c = vt.eval_crops(audio, 400)
-        assert c.crops.shape == (10, 64240) and c.crops.dtype == np.float32
-        assert c.padded_len == ref[f"padded_len__{name}"]
-        assert c.starts.tolist() == ref[f"crop_starts__{name}"].tolist()
-        crops64 = c.crops.astype(np.float64)
+        crops = vt.eval_input(audio, 400)
+        assert crops.shape == (10, 64240) and crops.dtype == np.float32
+        padded_len = int(ref[f"padded_len__{name}"])
+        assert padded_len == max(len(audio), 64240 + 1)  # files no longer than a crop: crop + 1 samples
+        starts = crop_starts(padded_len, 64240, 10)
+        assert starts.tolist() == ref[f"crop_starts__{name}"].tolist()
+        padded = np.pad(audio, (0, padded_len - len(audio)), mode="wrap")
+        assert all(np.array_equal(crops[k], padded[s:s + 64240]) for k, s in enumerate(starts))
+        crops64 = crops.astype(np.float64)
         np.testing.assert_allclose([crops64.sum(), (crops64 ** 2).sum()], ref[f"input_crops_checksum__{name}"],
                                    rtol=1e-9, atol=1e-6)
-        feats = normalize_input(model.features(torch.from_numpy(c.crops[:1])), "instance")[0].numpy()
+        feats = normalize_input(model.features(torch.from_numpy(crops[:1])), "instance")[0].numpy()
         np.testing.assert_allclose(feats, ref[f"{PREFIX}__feat_crop0__{name}"], rtol=0, atol=1e-4)
 
 
@@ -117,7 +126,7 @@ def test_batched_scores_equal_voxceleb_trainers_per_trial_loop():
     rows_e = np.array([row[n] for n in ref["trial_enroll"]])
     rows_t = np.array([row[n] for n in ref["trial_test"]])
     for normalize in (True, False):
-        batched = vt.score_trials(emb, rows_e, rows_t, normalize, chunk=3)
+        batched = crop_scores(emb, rows_e, emb, rows_t, normalize, chunk=3)
         loop = []
         for e, t in zip(rows_e, rows_t):  # SpeakerNet.evaluateFromList, one trial at a time
             a, b = torch.from_numpy(emb[e]), torch.from_numpy(emb[t])
@@ -126,7 +135,9 @@ def test_batched_scores_equal_voxceleb_trainers_per_trial_loop():
             loop.append(-1 * np.mean(torch.cdist(a.reshape(10, -1), b.reshape(10, -1)).numpy()))
         assert batched.dtype == np.float32
         assert batched.tolist() == np.array(loop, dtype=np.float32).tolist()
-    np.testing.assert_allclose(vt.score_trials(emb, rows_e, rows_t, True), ref[f"{PREFIX}__scores"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(crop_scores(emb, rows_e, emb, rows_t), ref[f"{PREFIX}__scores"], rtol=0, atol=1e-6)
+    # separate enroll and test crop sets (``pyspeaker score`` with --test-embeddings) give the same
+    np.testing.assert_array_equal(crop_scores(emb, rows_e, emb.copy(), rows_t), crop_scores(emb, rows_e, emb, rows_t))
 
 
 # ----------------------------------------------------------------------------- strict loading
@@ -314,17 +325,44 @@ def test_export_refuses_what_voxceleb_trainer_cannot_build(tmp_path):
 # ----------------------------------------------------------------------------- crops, metrics, CLI outputs
 
 def test_eval_crops_follow_voxceleb_trainers_rules():
-    short = np.arange(1000, dtype=np.float64)
-    c = vt.eval_crops(short, 10)  # crop = 1840 samples
-    assert c.crops.shape == (10, 1840) and c.padded_len == 1841 and c.wav_len == 1000
-    assert c.starts.tolist() == [0] * 9 + [1]
-    assert c.crops[0, 999:1002].tolist() == [999, 0, 1]  # wrapped: repeated from the start
-    long = np.arange(5000, dtype=np.float64)
-    c = vt.eval_crops(long, 10)
-    assert c.starts.tolist() == np.linspace(0, 5000 - 1840, 10).astype(int).tolist() and c.starts[-1] == 3160
-    assert c.crops[-1, -1] == 4999
-    whole = vt.eval_crops(long, 0)
-    assert whole.crops.shape == (1, 5000) and whole.starts.tolist() == [0]
+    short = np.arange(1000, dtype=np.float32)
+    crops = vt.eval_input(short, 10)  # crop = 1840 samples; extended to 1841
+    assert crops.shape == (10, 1840) and crops.dtype == np.float32
+    assert crops[:, 0].tolist() == [0] * 9 + [1]  # the starts
+    assert crops[0, 999:1002].tolist() == [999, 0, 1]  # wrapped: repeated from the start
+    assert crops[-1, -1] == 840  # sample 1840 of the extended file
+    long = np.arange(5000, dtype=np.float32)
+    crops = vt.eval_input(long, 10)
+    assert crops[:, 0].tolist() == np.linspace(0, 5000 - 1840, 10).astype(int).tolist() and crops[-1, 0] == 3160
+    assert crops[-1, -1] == 4999
+    assert vt.eval_input(long, 0).tolist() == [long.tolist()]
+    assert vt.eval_input(short[:100], 0).shape == (1, 241)  # whole file, extended to crop(0) + 1 = 241
+
+
+def _sklearn_style_eer(scores, labels):
+    """voxceleb_trainer's tuneThresholdfromScore on sklearn.metrics.roc_curve's points, written as
+    sklearn's loops (one point per distinct score, drop_intermediate, (0, 0) first)."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    tps, fps, thresholds = [], [], []
+    tp = fp = 0
+    for k, i in enumerate(order):
+        tp, fp = tp + (labels[i] == 1), fp + (labels[i] != 1)
+        if k + 1 == len(order) or scores[order[k + 1]] != scores[i]:
+            tps.append(tp), fps.append(fp), thresholds.append(scores[i])
+    if len(fps) > 2:
+        keep = [0] + [k for k in range(1, len(fps) - 1)
+                      if fps[k - 1] - 2 * fps[k] + fps[k + 1] or tps[k - 1] - 2 * tps[k] + tps[k + 1]] + [len(fps) - 1]
+        tps, fps = [tps[k] for k in keep], [fps[k] for k in keep]
+    fpr = [0.0] + [f / fps[-1] for f in fps]
+    fnr = [1.0] + [1 - t / tps[-1] for t in tps]
+    gaps = [abs(n - f) for f, n in zip(fpr, fnr)]
+    i = gaps.index(min(gaps))
+    return max(fpr[i], fnr[i])
+
+
+def _vt(scores, labels):
+    scores, labels = np.asarray(scores), np.asarray(labels) == 1
+    return voxceleb_trainer_eer(scores[labels], scores[~labels])
 
 
 def test_voxceleb_trainer_eer_uses_sklearns_reduced_roc_points():
@@ -333,20 +371,38 @@ def test_voxceleb_trainer_eer_uses_sklearns_reduced_roc_points():
     # non-targets 0.8-0.6 and the target 0.4), so the best kept point is FPR 1, FNR 2/3: EER 100 %.
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], dtype=np.float32)
     labels = np.array([1, 0, 0, 0, 0, 1, 1])
-    fpr, tpr, thr = vt.roc_curve(labels, scores)
-    np.testing.assert_allclose(fpr, [0, 0, 1, 1])
-    np.testing.assert_allclose(tpr, [0, 1 / 3, 1 / 3, 1])
-    assert thr[0] == np.inf and thr[1:].tolist() == pytest.approx([0.9, 0.5, 0.3])
-    assert vt.voxceleb_trainer_eer(scores, labels) == 100.0
-    assert vt.voxceleb_trainer_eer(np.array([3.0, 2.0, 1.0, 0.0]), np.array([1, 1, 0, 0])) == 0.0
+    assert _vt(scores, labels) == 1.0 == _sklearn_style_eer(scores.tolist(), labels.tolist())
+    assert _vt(np.array([3.0, 2.0, 1.0, 0.0]), np.array([1, 1, 0, 0])) == 0.0
     # ties: one point per distinct score
-    assert vt.voxceleb_trainer_eer(np.array([1.0, 1.0, 0.0, 0.0]), np.array([1, 0, 1, 0])) == 50.0
+    assert _vt(np.array([1.0, 1.0, 0.0, 0.0]), np.array([1, 0, 1, 0])) == 0.5
+    rng = np.random.default_rng(0)
+    for k in range(300):  # random lists, with ties in a third of them: the same float as the loops
+        n = int(rng.integers(2, 40))
+        s = rng.normal(size=n).astype(np.float32)
+        s = np.round(s, 1) if k % 3 == 0 else s
+        lab = rng.integers(0, 2, n)
+        lab[:2] = [0, 1]
+        assert _vt(s, lab) == _sklearn_style_eer(s.tolist(), lab.tolist()), (s, lab)
     # minDCF sweeps the trials one by one (threshold at each score, ascending): P_miss 1/3, 1/3, 2/3, 1 and
     # P_fa 1, 0, 0, 0; the best cost 0.05 * 1/3 + 0.95 * 0, divided by c_def = 0.05, is 1/3
-    dcf = vt.voxceleb_trainer_min_dcf(np.array([0.1, 0.2, 0.3, 0.4]), np.array([1, 0, 1, 1]), 0.05)
+    dcf, _ = kaldi_min_dcf(np.array([0.1, 0.2, 0.3, 0.4]), np.array([1, 0, 1, 1]), 0.05)
     assert dcf == pytest.approx(1 / 3)
-    with pytest.raises(DataError, match="needs both target"):
-        vt.voxceleb_trainer_eer(np.array([1.0, 2.0]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="no target"):
+        voxceleb_trainer_eer([], [1.0, 2.0])
+
+
+def test_trial_list_paths_are_files_never_commands(tmp_path):
+    marker = tmp_path / "ran"
+    with pytest.raises(DataError, match="audio file not found"):
+        read_audio_file(f"touch {marker} |")
+    assert not marker.exists()
+
+
+def test_cli_choices_are_the_compat_settings():
+    from pyspeaker.commands import voxceleb_eval
+
+    assert set(voxceleb_eval._VT_MODELS) == set(vt.VT_ENCODERS)
+    assert set(voxceleb_eval._VT_LOSSES) == set(vt.TEST_NORMALIZE)
 
 
 def test_cli_outputs_on_nested_paths_and_unlabeled_lists(tmp_path):
@@ -376,6 +432,11 @@ def test_cli_outputs_on_nested_paths_and_unlabeled_lists(tmp_path):
                    tmp_path / "p.txt", check=True)
     assert proc.stdout == "" and "has no labels: no EER" in proc.stderr
     assert (tmp_path / "p.txt").read_text().split()[1:] == ["-", names[0], names[1]]
+
+    (tmp_path / "targets.txt").write_text(f"1 {names[0]} {names[1]}\n")
+    proc = run_cli("voxceleb-eval", *common, "--test_list", tmp_path / "targets.txt")
+    assert proc.returncode == 1 and proc.stderr.strip().endswith(
+        "error: the trial list needs both target (1) and non-target (0) trials for an EER")
 
     (tmp_path / "missing.txt").write_text("1 id1/v1/00001.wav id9/none.wav\n")
     proc = run_cli("voxceleb-eval", *common, "--test_list", tmp_path / "missing.txt")

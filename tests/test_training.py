@@ -115,6 +115,15 @@ def test_extraction_is_independent_of_batching(tmp_path):
     np.testing.assert_allclose(one[7], ref, atol=1e-5)
 
 
+def test_length_batches_group_equal_lengths_within_the_frame_budget():
+    from pyspeaker.extraction import length_batches
+
+    # lengths 3 (positions 1, 3): up to 10 // 3 = 3 per batch; lengths 5 (0, 2, 4): 2 per batch
+    assert list(length_batches([5, 3, 5, 3, 5], 10)) == [[1, 3], [0, 2], [4]]
+    assert list(length_batches([50, 50], 1)) == [[0], [1]]  # one per batch when one is over the budget
+    assert list(length_batches([], 10)) == []
+
+
 def test_train_and_extract_commands(speaker_store, tmp_path):
     exp = tmp_path / "exp"
     args = [a for kv in TINY[1:] + ["train.max_epoch=1"] for a in ("--set", kv)]

@@ -1,6 +1,9 @@
 """`pyspeaker voxceleb-eval`: evaluate a voxceleb_trainer checkpoint exactly as its ``--eval`` does."""
 from __future__ import annotations
 
+import os
+from typing import Iterable, Iterator, Sequence
+
 import click
 
 _VT_MODELS = ("ResNetSE34L", "ResNetSE34V2", "ResNetSE34Half", "VGGVox")
@@ -60,14 +63,12 @@ def command(initial_model, model, encoder_type, trainfunc, nOut, n_mels, log_inp
     """
     import time
 
-    import numpy as np
     import torch
 
     from pyspeaker.compat import voxceleb_trainer as vt
     from pyspeaker.errors import ConfigError
-    from pyspeaker.fileio import refuse_overlap, write_text_atomic
+    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import get_logger, setup_logging
-    from pyspeaker.metrics import compute_eer, compute_min_dcf
     from pyspeaker.models import count_parameters
     from pyspeaker.training.distributed import pick_device
 
@@ -84,26 +85,120 @@ def command(initial_model, model, encoder_type, trainfunc, nOut, n_mels, log_inp
     net = vt.load_model(initial_model, model, encoder_type, nOut, n_mels, log_input)
     log.info("Model %s has %d parameters; test list %s", model, count_parameters(net), test_list)
     t0 = time.time()
-    res = vt.evaluate(net, test_list, test_path, eval_frames, vt.TEST_NORMALIZE[trainfunc],
-                      device=pick_device(device), progress=progress)
-    log.info("%d files, %d trials in %.1f s", len(res.files), len(res.scores), time.time() - t0)
+    trials, files, emb, scores = _evaluate(net, test_list, test_path, eval_frames, vt.TEST_NORMALIZE[trainfunc],
+                                           pick_device(device), progress)
+    log.info("%d files, %d trials in %.1f s", len(files), len(scores), time.time() - t0)
     if save_embeddings:
-        vt.write_embeddings_npz(save_embeddings, res.files, res.embeddings)
+        _write_npz(save_embeddings, files, emb)
         log.info("wrote %s", save_embeddings)
     if save_scores:
-        labels = ["-"] * len(res.scores) if res.labels is None else [str(int(v)) for v in res.labels]
-        write_text_atomic(save_scores, "".join(f"{s:.6f} {lab} {e} {t}\n" for s, lab, e, t
-                                               in zip(res.scores.tolist(), labels, res.enroll, res.test)))
+        _write_scores(save_scores, scores, trials)
         log.info("wrote %s", save_scores)
-    if res.labels is None:
+    if trials.labels is None:
         log.warning("%s has no labels: no EER (voxceleb_trainer would draw random labels)", test_list)
         return
-    eer = vt.voxceleb_trainer_eer(res.scores, res.labels)
-    min_dcf = vt.voxceleb_trainer_min_dcf(res.scores, res.labels, dcf_p_target, dcf_c_miss, dcf_c_fa)
-    tgt, non = res.scores[res.labels == 1], res.scores[res.labels == 0]
-    eer_interp, _ = compute_eer(tgt, non)
-    dcf_tie, _ = compute_min_dcf(tgt, non, dcf_p_target, dcf_c_miss, dcf_c_fa)
-    log.info("pyspeaker.metrics (tie-aware, interpolated): EER %.4f %%, minDCF %.5f (p_target %g)",
-             eer_interp * 100, dcf_tie, dcf_p_target)
+    eer, min_dcf = _metrics(scores, trials.labels, dcf_p_target, dcf_c_miss, dcf_c_fa, log)
     click.echo(f"EER {eer:.4f}")
     click.echo(f"MinDCF {min_dcf:.5f}")
+
+
+def _read_ahead(fn, items: Sequence, depth: int = 4) -> Iterator:
+    """``map(fn, items)`` with up to ``depth`` items read ahead in threads (soundfile releases the GIL)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: deque = deque()
+        it = iter(items)
+        for item in it:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= depth:
+                break
+        for item in it:
+            yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
+
+
+def _evaluate(model, test_list, test_path, eval_frames: int, normalize: bool, device, progress):
+    """voxceleb_trainer's ``evaluateFromList``: every listed file once (sorted), its crops through
+    the model as one batch, then every trial scored. Returns (trials, files, raw embeddings
+    float32 [files, num_eval, nOut], float32 scores in list order)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from pyspeaker.audio import read_audio_file
+    from pyspeaker.compat.voxceleb_trainer import NUM_EVAL, eval_input
+    from pyspeaker.data.trials import read_trials
+    from pyspeaker.extraction import embed_each
+    from pyspeaker.log import get_logger
+    from pyspeaker.scoring.crops import crop_scores
+
+    trials = read_trials(test_list)
+    files = sorted(set(trials.enroll) | set(trials.test))
+    rates: set[int] = set()
+
+    def load(name: str) -> np.ndarray:
+        audio, rate = read_audio_file(os.path.join(test_path, name))  # joined as voxceleb_trainer does
+        rates.add(rate)
+        return eval_input(audio, eval_frames, NUM_EVAL)
+
+    bar = tqdm(_read_ahead(load, files), total=len(files), unit="file", desc="embedding",
+               disable=True if progress is False else None, leave=False, dynamic_ncols=True)
+    emb = embed_each(model.to(device).eval(), bar, len(files), device)
+    if emb is None:
+        emb = np.empty((0, 1 if eval_frames == 0 else NUM_EVAL, 0), dtype=np.float32)
+    if rates - {16000}:
+        get_logger("voxceleb-eval").warning("sample rates %s found; voxceleb_trainer's models expect 16000 Hz "
+                                            "audio and do not resample", sorted(rates))
+    row = {f: i for i, f in enumerate(files)}
+    rows_e = np.fromiter((row[f] for f in trials.enroll), np.int64, len(trials.enroll))
+    rows_t = np.fromiter((row[f] for f in trials.test), np.int64, len(trials.test))
+    return trials, files, emb, crop_scores(emb, rows_e, emb, rows_t, normalize)
+
+
+def _write_npz(path, names: Iterable[str], embeddings) -> None:
+    """An .npz (readable with ``numpy.load``) with one float32 array per name, written atomically,
+    member by member: the names are file paths (slashes and all), which ``numpy.savez`` would take
+    as keyword arguments."""
+    import zipfile
+
+    import numpy as np
+
+    from pyspeaker.fileio import atomic_file
+
+    with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in zip(names, embeddings):
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(value, dtype=np.float32), allow_pickle=False)
+
+
+def _write_scores(path, scores, trials) -> None:
+    """'<score> <label> <enroll> <test>' per trial, in list order (label '-' for an unlabeled list)."""
+    from pyspeaker.fileio import write_text_atomic
+
+    labels = ["-"] * len(scores) if trials.labels is None else [str(int(v)) for v in trials.labels]
+    write_text_atomic(path, "".join(f"{s:.6f} {lab} {e} {t}\n" for s, lab, e, t
+                                    in zip(scores.tolist(), labels, trials.enroll, trials.test)))
+
+
+def _metrics(scores, labels, p_target: float, c_miss: float, c_fa: float, log) -> tuple[float, float]:
+    """voxceleb_trainer's EER (percent) and minDCF; pyspeaker's tie-aware ones go to the log."""
+    import numpy as np
+
+    from pyspeaker.errors import DataError, require_finite
+    from pyspeaker.metrics import compute_eer, compute_min_dcf, kaldi_min_dcf, voxceleb_trainer_eer
+
+    labels = np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        raise DataError("the trial list needs both target (1) and non-target (0) trials for an EER")
+    require_finite(scores, "trial scores")
+    tgt, non = scores[labels], scores[~labels]
+    eer = voxceleb_trainer_eer(tgt, non) * 100
+    min_dcf, _ = kaldi_min_dcf(scores, labels, p_target, c_miss, c_fa)
+    eer_interp, _ = compute_eer(tgt, non)
+    dcf_tie, _ = compute_min_dcf(tgt, non, p_target, c_miss, c_fa)
+    log.info("pyspeaker.metrics (tie-aware, interpolated): EER %.4f %%, minDCF %.5f (p_target %g)",
+             eer_interp * 100, dcf_tie, p_target)
+    return eer, min_dcf

@@ -1,4 +1,5 @@
-"""voxceleb_trainer checkpoints: strict loading, evaluation as its ``--eval`` does, and export.
+"""voxceleb_trainer: its checkpoints' keys and shapes mapped onto pyspeaker's models (strict
+loading, export) and its front-end and evaluation settings.
 
 voxceleb_trainer (clovaai) saves its ``SpeakerNet`` state dict: ``__S__.<key>`` for the speaker
 model (raw-waveform front-end ``torchfb`` included) and ``__L__.<key>`` for the loss. A ``.model``
@@ -17,17 +18,17 @@ DataError names the first mismatching key and both shapes. ``__L__.`` keys (the 
 part of the embedding network and are ignored. As in voxceleb_trainer, the file's STFT window and
 mel filterbank replace the ones the front-end computed.
 
-Evaluation follows ``SpeakerNet.evaluateFromList`` and ``tuneThreshold`` (see :func:`evaluate`).
+Evaluation (``pyspeaker voxceleb-eval``) takes from here only the settings that differ from
+pyspeaker's: :func:`eval_input` (its crops of a file), :data:`NUM_EVAL` and :data:`TEST_NORMALIZE`.
+The rest is the package's own code: :func:`pyspeaker.audio.read_audio_file`,
+:func:`pyspeaker.extraction.eval_crops`, :func:`pyspeaker.scoring.crops.crop_scores`,
+:func:`pyspeaker.metrics.voxceleb_trainer_eer` and :func:`pyspeaker.metrics.kaldi_min_dcf`.
 """
 from __future__ import annotations
 
 import os
-import zipfile
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -54,6 +55,22 @@ TEST_NORMALIZE: dict[str, bool] = {
 }
 VGGVOX_MELS = 40  # voxceleb_trainer's VGGVox ignores --n_mels
 NUM_EVAL = 10     # crops per file, a fixed default in voxceleb_trainer
+
+
+def eval_input(audio: np.ndarray, eval_frames: int, num_eval: int = NUM_EVAL) -> np.ndarray:
+    """float32 [num_eval, crop] network input for one file, as ``loadWAV(..., evalmode=True)``.
+
+    The crop is ``eval_frames * 160 + 240`` samples; a file no longer than that is first extended
+    by repeating it from its start to crop + 1 samples, and the crops start at
+    ``int(linspace(0, len - crop, num_eval))`` (:func:`pyspeaker.extraction.eval_crops`).
+    ``eval_frames`` 0 keeps the whole (extended) file as one row.
+    """
+    from pyspeaker.extraction import eval_crops
+
+    crop = crop_samples(eval_frames)
+    if eval_frames == 0:
+        return eval_crops(audio, max(len(audio), crop + 1), 1, min_length=crop + 1).astype(np.float32)
+    return eval_crops(audio, crop, num_eval, min_length=crop + 1).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- reading checkpoints
@@ -298,229 +315,3 @@ def export_checkpoint(model: nn.Module, path: str | os.PathLike, *, fmt: str = "
     with atomic_file(path) as tmp:
         torch.save(payload, tmp)
     return state
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-@dataclass
-class EvalCrops:
-    crops: np.ndarray      # float32 [num_eval, samples] (one whole-file row for eval_frames 0)
-    starts: np.ndarray     # int64 start sample of each crop in the (padded) waveform
-    wav_len: int           # samples in the file
-    padded_len: int        # samples after voxceleb_trainer's wrap padding
-
-
-def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """float64 samples in [-1, 1) and the sample rate, read as voxceleb_trainer does (soundfile)."""
-    import soundfile
-
-    if not os.path.isfile(path):
-        raise DataError("audio file not found", path=path)
-    try:
-        audio, rate = soundfile.read(path)  # float64, no int16 scaling beyond soundfile's own
-    except (RuntimeError, ValueError, TypeError, EOFError) as e:
-        raise DataError(f"cannot decode audio: {getattr(e, 'error_string', e)}", path=path) from None
-    if audio.ndim > 1:
-        log.warning("%s has %d channels; using the first one", path, audio.shape[1])
-        audio = np.ascontiguousarray(audio[:, 0])
-    if audio.size == 0:
-        raise DataError("no audio (0 samples)", path=path)
-    return audio, int(rate)
-
-
-def eval_crops(audio: np.ndarray, eval_frames: int, num_eval: int = NUM_EVAL) -> EvalCrops:
-    """voxceleb_trainer's evaluation crops (``loadWAV(..., evalmode=True)``).
-
-    A file no longer than one crop (``eval_frames * 160 + 240`` samples) is first extended by
-    repeating it from its start to crop + 1 samples; the crops start at
-    ``int(linspace(0, len - crop, num_eval))``. ``eval_frames`` 0 keeps the whole (padded) file.
-    """
-    crop = crop_samples(eval_frames)
-    wav_len = len(audio)
-    if wav_len <= crop:
-        audio = np.pad(audio, (0, crop - wav_len + 1), mode="wrap")
-    if eval_frames == 0:
-        return EvalCrops(audio[None].astype(np.float32), np.zeros(1, np.int64), wav_len, len(audio))
-    starts = np.linspace(0, len(audio) - crop, num=num_eval).astype(np.int64)
-    crops = np.stack([audio[s:s + crop] for s in starts]).astype(np.float32)
-    return EvalCrops(crops, starts, wav_len, len(audio))
-
-
-def _prefetch(fn, items: Sequence, depth: int = 4) -> Iterator:
-    """``map(fn, items)`` with up to ``depth`` items read ahead in threads (soundfile releases the GIL)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending: deque = deque()
-        it = iter(items)
-        for item in it:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= depth:
-                break
-        for item in it:
-            yield pending.popleft().result()
-            pending.append(pool.submit(fn, item))
-        while pending:
-            yield pending.popleft().result()
-
-
-def embed_files(model: nn.Module, files: Sequence[str], test_path: str | os.PathLike, eval_frames: int,
-                num_eval: int = NUM_EVAL, device: torch.device | str = "cpu", progress: bool | None = None,
-                crops_out: dict | None = None) -> np.ndarray:
-    """Raw embeddings ``[len(files), num_eval, nOut]`` (float32): the crops of each file as one batch.
-
-    ``files`` are paths relative to ``test_path`` (joined as voxceleb_trainer does). With
-    ``crops_out`` (a dict), each file's :class:`EvalCrops` minus the samples is stored there.
-    """
-    from tqdm import tqdm
-
-    rates: set[int] = set()
-
-    def load(name: str) -> EvalCrops:
-        audio, rate = read_wav(os.path.join(test_path, name))
-        rates.add(rate)
-        return eval_crops(audio, eval_frames, num_eval)
-
-    model = model.to(device).eval()
-    out: np.ndarray | None = None
-    n_rows = 1 if eval_frames == 0 else num_eval
-    bar = tqdm(_prefetch(load, files), total=len(files), unit="file", desc="embedding",
-               disable=True if progress is False else None, leave=False, dynamic_ncols=True)
-    with torch.inference_mode():
-        for i, c in enumerate(bar):
-            emb = model(torch.from_numpy(c.crops).to(device)).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(files), n_rows, emb.shape[1]), dtype=np.float32)
-            out[i] = emb
-            if crops_out is not None:
-                crops_out[files[i]] = EvalCrops(np.empty(0, np.float32), c.starts, c.wav_len, c.padded_len)
-    if rates - {16000}:
-        log.warning("sample rates %s found; voxceleb_trainer's models expect 16000 Hz audio and do not resample",
-                    sorted(rates))
-    return out if out is not None else np.empty((0, n_rows, 0), dtype=np.float32)
-
-
-def score_trials(embeddings: np.ndarray, rows_enroll: np.ndarray, rows_test: np.ndarray, normalize: bool,
-                 chunk: int = 4096) -> np.ndarray:
-    """voxceleb_trainer's trial scores (float32): minus the mean of the crops' pairwise distances.
-
-    For each trial the rows of both files (L2-normalised first if ``normalize``, i.e. the loss's
-    ``test_normalize``) give a num_eval x num_eval matrix of Euclidean distances (``torch.cdist``);
-    the score is ``-mean``. Computed in batches of ``chunk`` trials with the same float32
-    operations as voxceleb_trainer's per-trial loop, so the values are the same.
-    """
-    import torch.nn.functional as F
-
-    emb = torch.from_numpy(embeddings)
-    if normalize:
-        emb = F.normalize(emb, p=2, dim=2)
-    scores = np.empty(len(rows_enroll), dtype=np.float32)
-    for begin in range(0, len(rows_enroll), chunk):
-        e = emb[torch.from_numpy(rows_enroll[begin:begin + chunk])]
-        t = emb[torch.from_numpy(rows_test[begin:begin + chunk])]
-        dist = torch.cdist(e, t).numpy()
-        scores[begin:begin + chunk] = -1 * np.mean(dist.reshape(dist.shape[0], -1), axis=1)
-    return scores
-
-
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds) as ``sklearn.metrics.roc_curve(labels, scores, pos_label=1)``.
-
-    One point per distinct score (descending), minus the points that sklearn's default
-    ``drop_intermediate=True`` removes (those in the middle of a straight, evenly stepped run),
-    plus the (0, 0) start. Scores keep their dtype (voxceleb_trainer's are float32).
-    """
-    y_true = np.asarray(labels).reshape(-1) == 1
-    y_score = np.asarray(scores).reshape(-1)
-    order = np.argsort(y_score, kind="mergesort")[::-1]
-    y_score, y_true = y_score[order], y_true[order]
-    idx = np.r_[np.flatnonzero(np.diff(y_score)), y_true.size - 1]
-    tps = np.cumsum(y_true, dtype=np.float64)[idx]
-    fps = 1 + idx - tps
-    thresholds = y_score[idx]
-    if len(fps) > 2:
-        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
-        fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
-    tps, fps = np.r_[0, tps], np.r_[0, fps]
-    thresholds = np.r_[np.inf, thresholds]
-    return fps / fps[-1], tps / tps[-1], thresholds
-
-
-def _check_labels(labels: np.ndarray) -> np.ndarray:
-    labels = np.asarray(labels).astype(np.int64).reshape(-1)
-    if not (labels == 1).any() or not (labels == 0).any():
-        raise DataError("the trial list needs both target (1) and non-target (0) trials for an EER")
-    return labels
-
-
-def voxceleb_trainer_eer(scores: np.ndarray, labels: np.ndarray) -> float:
-    """EER in percent exactly as voxceleb_trainer's ``tuneThresholdfromScore``.
-
-    On sklearn's ROC points (:func:`roc_curve`) it takes the first point minimising |FNR - FPR|
-    and reports max(FPR, FNR) * 100: no interpolation, and because of the dropped points it can
-    be above the interpolated EER of :func:`pyspeaker.metrics.compute_eer`.
-    """
-    labels = _check_labels(labels)
-    fpr, tpr, _ = roc_curve(labels, scores)
-    fnr = 1 - tpr
-    i = int(np.nanargmin(np.absolute(fnr - fpr)))
-    return float(max(fpr[i], fnr[i]) * 100)
-
-
-def voxceleb_trainer_min_dcf(scores: np.ndarray, labels: np.ndarray, p_target: float = 0.05, c_miss: float = 1.0,
-                             c_fa: float = 1.0) -> float:
-    """Normalised minDCF exactly as voxceleb_trainer's ``ComputeErrorRates`` + ``ComputeMinDcf``.
-
-    It sweeps the trials sorted by score (ascending, ties in list order) one at a time, so with
-    tied scores it can differ from the tie-aware :func:`pyspeaker.metrics.compute_min_dcf`.
-    """
-    labels = _check_labels(labels)
-    order = np.argsort(np.asarray(scores).reshape(-1), kind="stable")
-    lab = labels[order]
-    fnrs = np.cumsum(lab) / lab.sum()
-    fprs = 1 - np.cumsum(1 - lab) / (lab.size - lab.sum())
-    c_det = c_miss * fnrs * p_target + c_fa * fprs * (1 - p_target)
-    return float(c_det.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
-
-
-@dataclass
-class EvalResult:
-    files: list[str]            # every file in the list, once, sorted (voxceleb_trainer's order)
-    embeddings: np.ndarray      # float32 [len(files), num_eval, nOut], raw model outputs
-    scores: np.ndarray          # float32, one per trial, in list order
-    labels: np.ndarray | None   # int64 1/0 per trial, None for an unlabeled list
-    enroll: list[str]
-    test: list[str]
-    crops: dict[str, EvalCrops]  # per file: crop starts, lengths (no samples)
-
-
-def evaluate(model: nn.Module, test_list: str | os.PathLike, test_path: str | os.PathLike, eval_frames: int,
-             normalize: bool, num_eval: int = NUM_EVAL, device: torch.device | str = "cpu",
-             progress: bool | None = None) -> EvalResult:
-    """voxceleb_trainer's ``evaluateFromList``: embed every listed file once, then score every trial.
-
-    ``model`` takes a waveform batch (a :class:`WaveformModel`). The list is ``label enroll test``
-    (VoxCeleb) or Kaldi trials; paths are relative to ``test_path``.
-    """
-    from pyspeaker.data.trials import read_trials
-
-    trials = read_trials(test_list)
-    files = sorted(set(trials.enroll) | set(trials.test))
-    row = {f: i for i, f in enumerate(files)}
-    crops: dict[str, EvalCrops] = {}
-    emb = embed_files(model, files, test_path, eval_frames, num_eval, device, progress, crops_out=crops)
-    rows_e = np.fromiter((row[f] for f in trials.enroll), np.int64, len(trials.enroll))
-    rows_t = np.fromiter((row[f] for f in trials.test), np.int64, len(trials.test))
-    scores = score_trials(emb, rows_e, rows_t, normalize)
-    labels = None if trials.labels is None else trials.labels.astype(np.int64)
-    return EvalResult(files, emb, scores, labels, list(trials.enroll), list(trials.test), crops)
-
-
-def write_embeddings_npz(path: str | os.PathLike, names: Iterable[str], embeddings: np.ndarray) -> None:
-    """An .npz (readable with ``numpy.load``) with one float32 array per name, written atomically.
-
-    Written member by member: the names are file paths (slashes and all), which ``numpy.savez``
-    would take as keyword arguments.
-    """
-    with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, value in zip(names, embeddings):
-            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(value, dtype=np.float32), allow_pickle=False)

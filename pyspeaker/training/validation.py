@@ -6,7 +6,6 @@ utterance is embedded whole, as at extraction time; scores are cosine similariti
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -58,21 +57,11 @@ class Validator:
         return self._from_audio(model, device)
 
     def _from_store(self, model, device, max_batch_frames: int = 20000) -> np.ndarray:
+        from pyspeaker.extraction import embed_by_length
+
         rows = [self.store.index[u] for u in self.utts]
-        by_length: dict[int, list[int]] = defaultdict(list)
-        for k, i in enumerate(rows):
-            by_length[int(self.store.lengths[i])].append(k)
-        out = None
-        for length, ks in sorted(by_length.items()):
-            step = max(1, max_batch_frames // max(length, 1))
-            for j in range(0, len(ks), step):
-                chunk = ks[j:j + step]
-                feats = torch.from_numpy(np.stack([self.store.read(rows[k]) for k in chunk])).to(device)
-                emb = model(feats).float().cpu().numpy()
-                if out is None:
-                    out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
-                out[chunk] = emb
-        return out
+        return embed_by_length(model, lambda k: self.store.read(rows[k]), [self.store.lengths[i] for i in rows],
+                               device, max_batch_frames)
 
     def _from_audio(self, model, device) -> np.ndarray:
         from pyspeaker.audio import iter_data_dir_audio
