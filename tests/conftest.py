@@ -31,6 +31,23 @@ def pytest_terminal_summary(terminalreporter):
                                     "FSDD speech and the voxceleb_trainer reference files were skipped")
 
 
+RECIPE_CODE = ("run.sh", "path.sh", "utils", "steps", "local", "recipes", "conf", "pyspeaker", "pyproject.toml",
+               "requirements.txt")
+
+
+def copy_recipe(dst: Path) -> Path:
+    """A copy of the recipe code, so that a test's data/, features/ and exp/ land next to its run.sh."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in RECIPE_CODE:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name,
+                                                           **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                                              if src.is_dir() else {}))
+    return dst
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run ``python -m pyspeaker ARGS`` as a user would; returns the completed process."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, make_speaker_store, run_cli
+from conftest import SHARED, copy_recipe, make_speaker_store, run_cli
 
 FSDD = SHARED / "corpora" / "fsdd"
 needs_fsdd = pytest.mark.skipif(not (FSDD / "recordings").is_dir(), reason="FSDD not available")
@@ -77,15 +76,10 @@ def test_extract_stats_is_feature_mean_and_std(tmp_path):
     np.testing.assert_allclose(means["spk01"], (vectors["spk01-u00"] + vectors["spk01-u01"]) / 2, rtol=1e-6)
 
 
-CODE = ("run.sh", "path.sh", "utils", "steps", "recipes", "conf", "pyspeaker", "pyproject.toml", "requirements.txt")
-
-
 @needs_fsdd
 def test_fsdd_recipe_quick_run(tmp_path):
     """Both protocols, the network and the MFCC baseline, on 7 repetitions of each digit."""
-    for name in CODE:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_recipe(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     args = ["./run.sh", "--recipe", "fsdd", "--fsdd-dir", str(FSDD), "--max-reps", "7",
             "--train-overrides", "train.max_epoch=1 data.batch_size=32 model.nOut=32"]

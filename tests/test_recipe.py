@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import kaldiio
-import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import copy_recipe
 
-CODE = ("run.sh", "path.sh", "utils", "steps", "local", "recipes", "conf", "pyproject.toml", "requirements.txt")
 TINY = ["--num-train-speakers", "6", "--num-test-speakers", "4", "--utts-per-speaker", "4", "--nj", "2",
         "--train-overrides", "train.max_epoch=2 data.batch_size=8 data.crop_frames=100 model.nOut=32 optim.lr=0.005"]
 
@@ -21,11 +18,7 @@ TINY = ["--num-train-speakers", "6", "--num-test-speakers", "4", "--utts-per-spe
 @pytest.fixture(scope="module")
 def recipe_dir(tmp_path_factory) -> Path:
     """A copy of the recipe code (outputs land in data/, features/, exp/ next to run.sh)."""
-    d = tmp_path_factory.mktemp("recipe")
-    for name in CODE:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, d / name)
-    return d
+    return copy_recipe(tmp_path_factory.mktemp("recipe"))
 
 
 def run_recipe(d: Path, *args: str) -> subprocess.CompletedProcess:
