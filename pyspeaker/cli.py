@@ -46,8 +46,18 @@ def _one_line(text: str) -> str:
 def main(argv=None) -> None:
     """Run the CLI. Every failure is one ``error: ...`` line on stderr, never a traceback: bad input
     and refused requests exit 1, usage errors (an unknown option, a value out of range) exit 2."""
+    _run(cli, argv, "pyspeaker")
+
+
+def run_script(command: click.Command, argv=None) -> None:
+    """Run a script's click command (the corpus preparation in ``local/``) as :func:`main` runs the
+    ``pyspeaker`` commands: same ``error: ...`` lines and exit codes, ``$0`` as the program name."""
+    _run(command, argv, sys.argv[0] if sys.argv and sys.argv[0] else None)
+
+
+def _run(command: click.Command, argv, prog_name) -> None:
     try:
-        cli.main(args=argv, prog_name="pyspeaker", standalone_mode=False)
+        command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except PyspeakerError as e:
         click.echo(f"error: {_one_line(e.format())}", err=True)
         sys.exit(1)
@@ -55,8 +65,8 @@ def main(argv=None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.UsageError as e:
-        command = e.ctx.command_path if e.ctx is not None else "pyspeaker"
-        click.echo(f"error: {_one_line(e.format_message())} (see '{command} --help')", err=True)
+        path = e.ctx.command_path if e.ctx is not None else (prog_name or command.name)
+        click.echo(f"error: {_one_line(e.format_message())} (see '{path} --help')", err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
         click.echo(f"error: {_one_line(e.format_message())}", err=True)

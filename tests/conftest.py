@@ -58,6 +58,33 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subproc
     return proc
 
 
+def run_local(script: str, *args, cwd: Path | None = None, env: dict | None = None,
+              check: bool = False) -> subprocess.CompletedProcess:
+    """Run a corpus preparation script, ``python local/<script>.py ARGS``, as a recipe does (``script``
+    relative to the repository root, e.g. ``local/prepare_fsdd.py``); returns the completed process."""
+    env = dict(os.environ if env is None else env, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def load_local(script: str):
+    """Import a ``local/`` script as a module (its functions, without running its command line)."""
+    import importlib.util
+
+    path = REPO / script
+    name = "local_" + path.stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_embedding_dir(folder: Path, ids, x, labels=None) -> Path:
     """An embeddings folder as ``pyspeaker extract`` writes it (xvector.h5, optional utt2spk)."""
     import h5py

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_local
 
 FBANK = str(REPO / "conf" / "fbank.conf")
 TRAIN = ["--config", str(REPO / "conf" / "tdnn_small.yaml"), "--threads", "1",
@@ -321,7 +321,7 @@ CASES: list[Case] = [
     ("report: --out is a metrics file", lambda w, s: ["report", "--system", f"a={w.metrics}", "--out", w.metrics],
      "is the input --system"),
     ("plot-training: no metrics.tsv", lambda w, s: ["plot-training", s], "metrics.tsv"),
-    # average / voxceleb-eval / prepare
+    # average / voxceleb-eval
     ("average: a voxceleb_trainer model", lambda w, s: ["average", "--checkpoint", _vt_model(w, s), "--checkpoint",
                                                         w.ckpt, "--out", s / "avg.pt"], "voxceleb_trainer model"),
     ("average: --out is an input", lambda w, s: ["average", "--checkpoint", w.exp / "checkpoints" / "init.pt",
@@ -331,10 +331,11 @@ CASES: list[Case] = [
                                                                   "--trainfunc", "angleproto", "--test_list",
                                                                   w.trials, "--save-scores", w.trials],
      "is the input --test_list"),
-    ("prepare-fsdd: missing corpus", lambda w, s: ["prepare-fsdd", "--fsdd-dir", s / "fsdd", "--out", s / "data"],
-     "fsdd"),
-    ("prepare-fsdd: output over the corpus", lambda w, s: ["prepare-fsdd", "--fsdd-dir",
-                                                           _mkdir(s / "data" / "fsdd_open_train"), "--out", s / "data"],
+    # corpus preparation scripts (local/): a case named after the script runs it
+    ("local/prepare_fsdd.py: missing corpus", lambda w, s: ["local/prepare_fsdd.py", "--fsdd-dir", s / "fsdd",
+                                                            "--out", s / "data"], "fsdd"),
+    ("local/prepare_fsdd.py: output over the corpus",
+     lambda w, s: ["local/prepare_fsdd.py", "--fsdd-dir", _mkdir(s / "data" / "fsdd_open_train"), "--out", s / "data"],
      "is the input --fsdd-dir"),
 ]
 
@@ -388,7 +389,7 @@ def test_table_has_forty_cases_over_every_command():
 
     assert len(CASES) >= 40
     covered = {name.split(":")[0] for name, _, _ in CASES}
-    every = set(cli.list_commands(None)) - {"prepare-voxceleb"}  # needs VoxCeleb's layout: tests of its own
+    every = set(cli.list_commands(None))
     assert every <= covered, sorted(every - covered)
 
 
@@ -399,7 +400,7 @@ def test_bad_input(case, world, tmp_path_factory):
     argv = builder(world, scratch)
     assert argv[0] == name.split(":")[0]  # the case's name says which command it runs
     before = _snapshot(world.root, scratch)
-    proc = run_cli(*argv)
+    proc = run_local(*argv) if argv[0].startswith("local/") else run_cli(*argv)
     after = _snapshot(world.root, scratch)
     assert proc.returncode != 0, f"{name}: exit 0\n{proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -10,7 +10,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from conftest import SHARED, copy_recipe, make_speaker_store, run_cli
+from conftest import SHARED, copy_recipe, make_speaker_store, run_cli, run_local
 
 FSDD = SHARED / "corpora" / "fsdd"
 needs_fsdd = pytest.mark.skipif(not (FSDD / "recordings").is_dir(), reason="FSDD not available")
@@ -22,7 +22,7 @@ def _lines(path: Path) -> list[list[str]]:
 
 @needs_fsdd
 def test_prepare_fsdd_writes_both_protocols(tmp_path):
-    proc = run_cli("prepare-fsdd", "--fsdd-dir", FSDD, "--out", tmp_path, check=True)
+    proc = run_local("local/prepare_fsdd.py", "--fsdd-dir", FSDD, "--out", tmp_path, check=True)
     assert "fsdd_open_test: 1000 utterances, 2 speakers, 499500 trials (249500 target)" in proc.stdout
     assert "fsdd_closed_test: 300 utterances, 6 speakers, 44850 trials (7350 target)" in proc.stdout
     spk = {name: {s for _, s in _lines(tmp_path / name / "utt2spk")}
@@ -46,17 +46,17 @@ def test_prepare_fsdd_writes_both_protocols(tmp_path):
 
 @needs_fsdd
 def test_prepare_fsdd_quick_subset_and_errors(tmp_path):
-    proc = run_cli("prepare-fsdd", "--fsdd-dir", FSDD, "--out", tmp_path, "--max-reps", "7",
-                   "--open-test-speakers", "george,lucas", check=True)
+    proc = run_local("local/prepare_fsdd.py", "--fsdd-dir", FSDD, "--out", tmp_path, "--max-reps", "7",
+                     "--open-test-speakers", "george,lucas", check=True)
     assert "fsdd_open_train: 280 utterances, 4 speakers" in proc.stdout
     assert "fsdd_closed_train: 120 utterances, 6 speakers" in proc.stdout  # repetitions 5 and 6
-    bad = run_cli("prepare-fsdd", "--fsdd-dir", FSDD, "--out", tmp_path, "--open-test-speakers", "alice")
+    bad = run_local("local/prepare_fsdd.py", "--fsdd-dir", FSDD, "--out", tmp_path, "--open-test-speakers", "alice")
     assert bad.returncode == 1
     assert "open-set test speaker(s) alice not in FSDD (have: george, jackson, lucas, nicolas, theo, yweweler)" \
         in bad.stderr
-    empty = run_cli("prepare-fsdd", "--fsdd-dir", FSDD, "--out", tmp_path, "--max-reps", "3")
+    empty = run_local("local/prepare_fsdd.py", "--fsdd-dir", FSDD, "--out", tmp_path, "--max-reps", "3")
     assert empty.returncode == 1 and "fsdd_closed_train would be empty" in empty.stderr
-    missing = run_cli("prepare-fsdd", "--fsdd-dir", tmp_path / "nowhere", "--out", tmp_path)
+    missing = run_local("local/prepare_fsdd.py", "--fsdd-dir", tmp_path / "nowhere", "--out", tmp_path)
     assert missing.returncode == 1
     assert f"{tmp_path / 'nowhere'}: FSDD not found (clone https://github.com/Jakobovski" in missing.stderr
 

@@ -1,4 +1,4 @@
-"""local/make_mini_corpus.py: the synthetic default corpus (WAVs, Kaldi data dirs, trials).
+"""local/prepare_mini.py: the synthetic default corpus (WAVs, Kaldi data dirs, trials).
 
 The script is run as a user runs it (subprocess, this interpreter) on a small setting in tmp_path;
 the outputs are read back with soundfile and plain text parsing.
@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "local" / "make_mini_corpus.py"
+SCRIPT = REPO / "local" / "prepare_mini.py"
 MIN_DUR, MAX_DUR = 1.5, 3.0
 N_TRAIN, N_TEST, N_UTT = 3, 6, 4
 SMALL = ["--num-train-speakers", N_TRAIN, "--num-test-speakers", N_TEST, "--utts-per-speaker", N_UTT,

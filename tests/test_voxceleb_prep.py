@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import REPO
+from conftest import REPO, load_local, run_local
 
-from pyspeaker.data.voxceleb import (VOX1_LISTS, convert_m4a_tree, convert_trials, path_to_utt, prepare_voxceleb1,
-                                     scan_tree)
 from pyspeaker.errors import ConfigError, DataError
+
+vox = load_local("local/prepare_voxceleb.py")
+VOX1_LISTS, convert_m4a_tree, convert_trials = vox.VOX1_LISTS, vox.convert_m4a_tree, vox.convert_trials
+path_to_utt, prepare_voxceleb1, scan_tree = vox.path_to_utt, vox.prepare_voxceleb1, vox.scan_tree
 
 FSDD = REPO.parent / "shared/corpora/fsdd/recordings"
 FFMPEG = shutil.which("ffmpeg")
@@ -78,6 +80,11 @@ def env_with_ffmpeg(tmp_path: Path) -> dict:
 def pyspeaker(env: dict, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pyspeaker", *map(str, args)], env=env, cwd=cwd,
                           capture_output=True, text=True)
+
+
+def prepare(env: dict, *args) -> subprocess.CompletedProcess:
+    """``python local/prepare_voxceleb.py ARGS``, as local/voxceleb/*.sh run it."""
+    return run_local("local/prepare_voxceleb.py", *args, env=env)
 
 
 def make_m4a(src: Path, dst: Path) -> None:
@@ -177,8 +184,7 @@ def test_path_to_utt():
 def test_data_dirs_trials_and_validation(fake_vox, tmp_path):
     env = env_with_ffmpeg(tmp_path)
     data = tmp_path / "data"
-    proc = pyspeaker(env, "prepare-voxceleb", "data", "--vox1-dir", fake_vox["vox1"], "--vox2-dir", fake_vox["vox2"],
-                     "--out", data)
+    proc = prepare(env, "data", "--vox1-dir", fake_vox["vox1"], "--vox2-dir", fake_vox["vox2"], "--out", data)
     assert proc.returncode == 0, proc.stderr
     for line in (f"{data}/voxceleb1: 16 utterances, 4 speakers", f"{data}/voxceleb1_dev: 8 utterances, 2 speakers",
                  f"{data}/voxceleb1_test: 8 utterances, 2 speakers",
@@ -233,7 +239,7 @@ def test_features_through_ffmpeg_pipes(fake_vox, tmp_path):
     """make-features reads the m4a pipes: 16 kHz audio, as many frames as the resampled recording gives."""
     env = env_with_ffmpeg(tmp_path)
     data = tmp_path / "data"
-    assert pyspeaker(env, "prepare-voxceleb", "data", "--vox2-dir", fake_vox["vox2"], "--out", data).returncode == 0
+    assert prepare(env, "data", "--vox2-dir", fake_vox["vox2"], "--out", data).returncode == 0
     proc = pyspeaker(env, "make-features", "--data-dir", data / "voxceleb2_dev", "--conf", REPO / "conf/fbank.conf",
                      "--features-root", tmp_path / "features", "--format", "ark", "--no-progress")
     assert proc.returncode == 0, proc.stderr
@@ -252,13 +258,12 @@ def test_features_through_ffmpeg_pipes(fake_vox, tmp_path):
                                            "(the ffmpeg pipe path is tested with a stand-in ffmpeg)")
 def test_real_m4a_through_the_wav_scp_pipe(tmp_path):
     from pyspeaker.audio import load_audio
-    from pyspeaker.data.voxceleb import wav_scp_entry
 
     src = FSDD / "3_theo_7.wav"
     m4a = tmp_path / "00001.m4a"
     make_m4a(src, m4a)
     assert m4a.read_bytes()[4:8] == b"ftyp"  # an MP4 container
-    samples, rate = load_audio(wav_scp_entry(str(m4a)))
+    samples, rate = load_audio(vox.wav_scp_entry(str(m4a)))
     original, orig_rate = sf.read(str(src), dtype="float32")
     assert rate == 16000 and orig_rate == 8000
     assert abs(len(samples) - 2 * len(original)) < 0.1 * rate  # AAC adds a few priming/padding samples
@@ -276,7 +281,7 @@ def test_convert_m4a_is_resumable(fake_vox, tmp_path):
     dst = tmp_path / "vox2_wav"
 
     def convert():
-        return pyspeaker(env, "prepare-voxceleb", "convert", "--src", src, "--dst", dst, "--nj", "2")
+        return prepare(env, "convert", "--src", src, "--dst", dst, "--nj", "2")
 
     first = convert()
     assert first.returncode == 1
@@ -301,7 +306,7 @@ def test_convert_m4a_is_resumable(fake_vox, tmp_path):
 
     # the converted tree makes a data dir of plain wav paths
     data = tmp_path / "data"
-    proc = pyspeaker(env, "prepare-voxceleb", "data", "--vox2-dir", dst, "--out", data)
+    proc = prepare(env, "data", "--vox2-dir", dst, "--out", data)
     assert proc.returncode == 0, proc.stderr
     wav = dict(read_kv(data / "voxceleb2_dev/wav.scp"))
     assert wav["id00015-8jEAjG6SegY-00002"] == str(dst / "id00015/8jEAjG6SegY/00002.wav")
@@ -346,10 +351,10 @@ def test_trials_command_uses_the_published_count(tmp_path):
     env = dict(os.environ)
     lst = tmp_path / "list_test_hard2.txt"
     lst.write_text("1 id10001/v/00001.wav id10001/w/00002.wav\n")
-    proc = pyspeaker(env, "prepare-voxceleb", "trials", lst, tmp_path / "trials_H_clean")
+    proc = prepare(env, "trials", lst, tmp_path / "trials_H_clean")
     assert proc.returncode == 0
-    assert f"[WARNING] pyspeaker.data.voxceleb: {lst}: expected 550894 trials, found 1" in proc.stderr
-    ok = pyspeaker(env, "prepare-voxceleb", "trials", "--expected", "1", lst, tmp_path / "t")
+    assert f"[WARNING] pyspeaker.local.prepare_voxceleb: {lst}: expected 550894 trials, found 1" in proc.stderr
+    ok = prepare(env, "trials", "--expected", "1", lst, tmp_path / "t")
     assert ok.returncode == 0 and "WARNING" not in ok.stderr
     assert (tmp_path / "t").read_text() == "id10001-v-00001 id10001-w-00002 target\n"
 
@@ -394,7 +399,7 @@ def test_musan_and_rir_data_dirs(tmp_path):
     musan, rirs = make_musan_rirs(tmp_path)
     data = tmp_path / "data"
     env = dict(os.environ)
-    proc = pyspeaker(env, "prepare-voxceleb", "augment", "--musan-dir", musan, "--rirs-dir", rirs, "--out", data)
+    proc = prepare(env, "augment", "--musan-dir", musan, "--rirs-dir", rirs, "--out", data)
     assert proc.returncode == 0, proc.stderr
     expected = {"musan_music": 2, "musan_speech": 2, "musan_noise": 2, "musan": 6, "rirs_simulated": 4, "rirs_real": 1}
     for name, n in expected.items():
@@ -411,14 +416,14 @@ def test_musan_and_rir_data_dirs(tmp_path):
     dur = dict(read_kv(data / "rirs_real/utt2dur"))
     assert float(dur["air_type1_air_binaural_aula_carolina_1_1_3_0_1"]) == pytest.approx(
         sf.info(str(FSDD / "1_lucas_1.wav")).duration, abs=1e-3)
-    bad = pyspeaker(env, "prepare-voxceleb", "augment", "--rirs-dir", rirs, "--rir-rooms", "hall", "--out", data)
+    bad = prepare(env, "augment", "--rirs-dir", rirs, "--rir-rooms", "hall", "--out", data)
     assert bad.returncode == 1 and "no simulated room set 'hall' (have: largeroom, mediumroom, smallroom)" in bad.stderr
 
 
 def test_download_step_says_where_to_get_missing_data(fake_vox, tmp_path):
     env = dict(os.environ)
-    missing = pyspeaker(env, "prepare-voxceleb", "check", "--vox1-dir", tmp_path / "nowhere",
-                        "--vox2-dir", fake_vox["vox2"], "--musan-dir", tmp_path / "musan")
+    missing = prepare(env, "check", "--vox1-dir", tmp_path / "nowhere",
+                      "--vox2-dir", fake_vox["vox2"], "--musan-dir", tmp_path / "musan")
     assert missing.returncode == 1
     assert f"VoxCeleb1 not found in {tmp_path / 'nowhere'}" in missing.stderr
     assert "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html" in missing.stderr
@@ -436,8 +441,6 @@ def recipe_copy(tmp_path) -> Path:
                  "requirements.txt"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, d / name)
-    (d / "pyspeaker/data").mkdir(parents=True)  # prepare_data_inputs hashes the preparation code
-    shutil.copy(REPO / "pyspeaker/data/voxceleb.py", d / "pyspeaker/data/voxceleb.py")
     return d
 
 

@@ -11,9 +11,9 @@ help_message="Usage: $0 --vox1-dir DIR --vox2-dir DIR [--lists-dir DIR] [--musan
 Checks the corpora; prints where to get the missing ones and exits 1."
 . "$root/utils/parse_options.sh"
 [ $# -eq 0 ] || { echo "$help_message" >&2; exit 1; }
-command -v pyspeaker >/dev/null || . "$root/path.sh"
+command -v pyspeaker >/dev/null || . "$root/path.sh"   # activates the project's Python
 args=()
 for name in vox1_dir vox2_dir lists_dir musan_dir rirs_dir; do
   [ -z "${!name}" ] || args+=("--${name//_/-}" "${!name}")
 done
-exec pyspeaker prepare-voxceleb check "${args[@]}"
+exec python "$root/local/prepare_voxceleb.py" check "${args[@]}"

@@ -21,7 +21,7 @@ help_message="Usage: $0 --vox1-dir DIR --vox2-dir DIR [--lists-dir DIR (default:
 . "$root/utils/parse_options.sh"
 [ $# -eq 0 ] || { echo "$help_message" >&2; exit 1; }
 [ -n "$vox1_dir" ] && [ -n "$vox2_dir" ] || die "--vox1-dir and --vox2-dir are required (see $0 --help)"
-command -v pyspeaker >/dev/null || . "$root/path.sh"
+command -v pyspeaker >/dev/null || . "$root/path.sh"   # activates the project's Python
 lists_dir=${lists_dir:-$vox1_dir}
 
 log "checking the corpora"
@@ -34,19 +34,19 @@ case "$vox2_audio" in
   wav)
     [ -n "$vox2_wav_dir" ] || die "--vox2-audio wav needs --vox2-wav-dir"
     log "converting VoxCeleb2 m4a -> wav in $vox2_wav_dir (resumable, $nj jobs)"
-    pyspeaker prepare-voxceleb convert --src "$vox2_dir" --dst "$vox2_wav_dir" --nj "$nj" --ffmpeg "$ffmpeg"
+    python "$root/local/prepare_voxceleb.py" convert --src "$vox2_dir" --dst "$vox2_wav_dir" --nj "$nj" --ffmpeg "$ffmpeg"
     vox2_src=$vox2_wav_dir ;;
   *) die "--vox2-audio must be pipe or wav, not '$vox2_audio'" ;;
 esac
 
 log "VoxCeleb data dirs and trials -> $out/"
-pyspeaker prepare-voxceleb data --vox1-dir "$vox1_dir" --vox2-dir "$vox2_src" --lists-dir "$lists_dir" \
+python "$root/local/prepare_voxceleb.py" data --vox1-dir "$vox1_dir" --vox2-dir "$vox2_src" --lists-dir "$lists_dir" \
   --out "$out" --ffmpeg "$ffmpeg"
 if [ -n "$musan_dir" ] || [ -n "$rirs_dir" ]; then
   log "augmentation data dirs -> $out/"
   args=()
   [ -z "$musan_dir" ] || args+=(--musan-dir "$musan_dir")
   [ -z "$rirs_dir" ] || args+=(--rirs-dir "$rirs_dir" --rir-rooms "$rir_rooms")
-  pyspeaker prepare-voxceleb augment "${args[@]}" --out "$out"
+  python "$root/local/prepare_voxceleb.py" augment "${args[@]}" --out "$out"
 fi
 log "done"

@@ -30,12 +30,12 @@ asnorm_top_n=4
 
 # Stage 0 of this recipe: the FSDD data dirs and trials of both protocols.
 prepare_data() {
-  pyspeaker prepare-fsdd --fsdd-dir "$fsdd_dir" --out data --open-test-speakers "$open_test_speakers" \
+  python local/prepare_fsdd.py --fsdd-dir "$fsdd_dir" --out data --open-test-speakers "$open_test_speakers" \
     --heldout-reps "$heldout_reps" --max-reps "$max_reps"
 }
 # What stage 0's outputs depend on (it is skipped while these stay the same); runs first.
 prepare_data_inputs() {
   [ -n "$fsdd_dir" ] || die "give the FSDD location: --fsdd-dir DIR (git clone https://github.com/Jakobovski/free-spoken-digit-dataset)"
   echo "$(cd "$fsdd_dir" 2>/dev/null && pwd)|$open_test_speakers|$heldout_reps|$max_reps"
-  sha1sum pyspeaker/data/fsdd.py
+  sha1sum local/prepare_fsdd.py
 }

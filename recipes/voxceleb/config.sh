@@ -40,5 +40,5 @@ prepare_data() {
 # What stage 0's outputs depend on (it is skipped while these stay the same).
 prepare_data_inputs() {
   echo "$vox1_dir|$vox2_dir|$lists_dir|$musan_dir|$rirs_dir|$rir_rooms|$vox2_audio|$vox2_wav_dir|$ffmpeg"
-  sha1sum local/voxceleb/*.sh pyspeaker/data/voxceleb.py
+  sha1sum local/voxceleb/*.sh local/prepare_voxceleb.py
 }

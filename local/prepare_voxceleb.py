@@ -1,4 +1,12 @@
+#!/usr/bin/env python3
 """VoxCeleb, MUSAN and RIRS_NOISES as downloaded -> Kaldi data dirs and trials (the voxceleb recipe's stage 0).
+
+    python local/prepare_voxceleb.py check|convert|data|trials|augment ...   (--help: every option)
+
+Sub-commands (local/voxceleb/download.sh and prepare_data.sh run them): ``check`` (the download
+step: says what is missing and where to get it), ``convert`` (VoxCeleb2 m4a -> wav once,
+resumable), ``data`` (data dirs + trials), ``trials`` (one list), ``augment`` (MUSAN and RIR data
+dirs).
 
 Layouts read as they are unpacked:
 
@@ -21,18 +29,26 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from pyspeaker.data.kaldi_dir import read_table, write_data_dir
-from pyspeaker.data.trials import Trials, read_trials, write_trials
-from pyspeaker.errors import ConfigError, DataError
-from pyspeaker.log import get_logger
+# Lets the script run as `python local/prepare_voxceleb.py` without installing the package.
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
 
-log = get_logger(__name__)
+import click  # noqa: E402
+
+from pyspeaker.data import Trials, read_table, read_trials, write_data_dir, write_trials  # noqa: E402
+from pyspeaker.errors import ConfigError, DataError  # noqa: E402
+from pyspeaker.fileio import refuse_overlap  # noqa: E402
+from pyspeaker.log import get_logger  # noqa: E402
+
+log = get_logger("local.prepare_voxceleb")
 
 VOX1_TEST_SPEAKERS = frozenset(f"id{n}" for n in range(10270, 10310))
 SPEAKER_DIR = re.compile(r"id\d+")
@@ -515,3 +531,147 @@ def missing_corpora(vox1_dir: str | None = None, vox2_dir: str | None = None, li
     if rirs_dir and not any((Path(rirs_dir) / s).is_dir() for s in RIR_SETS.values()):
         problems.append(f"RIRS_NOISES not found in {rirs_dir} (no simulated_rirs/): {SOURCES['RIRS_NOISES']}")
     return problems
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+_DIR = click.Path(file_okay=False)
+
+
+def _print_sets(sets) -> None:
+    for s in sets:
+        click.echo(f"{s.path}: {s.num_utts} utterances, {s.num_speakers} speakers")
+
+
+def _print_trials(reports) -> None:
+    # count and missing-utterance warnings were logged (stderr) as they were found
+    for r in reports:
+        click.echo(f"{r.out}: {r.num_trials} trials ({r.num_target} target) from {r.source}")
+
+
+@click.group(name="prepare_voxceleb.py", context_settings={"help_option_names": ["-h", "--help"],
+                                                            "max_content_width": 100})
+def main() -> None:
+    """Prepare VoxCeleb1/2 (+ MUSAN, RIRS_NOISES) as Kaldi data dirs and trials."""
+    from pyspeaker.log import setup_logging
+
+    setup_logging()
+
+
+def _refuse_overlap(data_root, set_names, inputs) -> None:
+    """The data dirs this command writes under --out must not be (or hold) a corpus it reads."""
+    refuse_overlap({f"--out ({name})": Path(data_root) / name for name in set_names}, inputs)
+
+
+@main.command(name="check")
+@click.option("--vox1-dir", type=_DIR, default=None, help="VoxCeleb1 (wav/idNNNNN/<video>/NNNNN.wav).")
+@click.option("--vox2-dir", type=_DIR, default=None, help="VoxCeleb2 dev (dev/aac/idNNNNN/<video>/NNNNN.m4a).")
+@click.option("--lists-dir", type=_DIR, default=None, help="Folder of the verification lists (veri_test2.txt, ...).")
+@click.option("--musan-dir", type=_DIR, default=None, help="MUSAN (music/ speech/ noise/).")
+@click.option("--rirs-dir", type=_DIR, default=None, help="RIRS_NOISES (simulated_rirs/, real_rirs_isotropic_noises/).")
+def check(vox1_dir, vox2_dir, lists_dir, musan_dir, rirs_dir) -> None:
+    """The download step: the corpora need registration, so this only checks what is there.
+
+    For each corpus given but missing it prints where to get it, and then exits 1.
+    """
+    problems = missing_corpora(vox1_dir, vox2_dir, lists_dir, musan_dir, rirs_dir)
+    if not any((vox1_dir, vox2_dir, lists_dir, musan_dir, rirs_dir)):
+        problems = [f"{name}: {url}" for name, url in SOURCES.items()]
+        problems.insert(0, "no corpus location given; the data comes from:")
+    if problems:
+        for p in problems:
+            click.echo(p, err=True)
+        sys.exit(1)
+    click.echo("all corpora present")
+
+
+@main.command(name="convert")
+@click.option("--src", "src_dir", required=True, type=_DIR, help="VoxCeleb2 dev as downloaded (m4a files).")
+@click.option("--dst", "dst_dir", required=True, type=_DIR, help="Where the wav tree goes (same idNNNNN/<video>/ layout).")
+@click.option("--nj", type=click.IntRange(min=1), default=4, show_default=True, help="ffmpeg processes at a time.")
+@click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg program.")
+@click.option("--sample-rate", type=click.IntRange(min=1), default=16000, show_default=True, help="Output rate in Hz.")
+def convert(src_dir, dst_dir, nj, ffmpeg, sample_rate) -> None:
+    """Convert VoxCeleb2's m4a to 16-bit wav once (resumable: converted files are skipped).
+
+    Exits 1 if any file failed (the next run retries only those).
+    """
+    report = convert_m4a_tree(src_dir, dst_dir, nj=nj, ffmpeg=ffmpeg, sample_rate=sample_rate,
+                              progress=sys.stderr.isatty())
+    click.echo(f"{dst_dir}: converted {report.converted}, already there {report.skipped}, "
+               f"failed {len(report.failed)}")
+    for src, reason in report.failed[:10]:
+        click.echo(f"failed: {src}: {reason}", err=True)
+    if report.failed:
+        click.echo(f"{len(report.failed)} file(s) failed; run again to retry them", err=True)
+        sys.exit(1)
+
+
+@main.command(name="data")
+@click.option("--vox1-dir", type=_DIR, default=None, help="VoxCeleb1: voxceleb1, voxceleb1_dev, voxceleb1_test.")
+@click.option("--vox2-dir", type=_DIR, default=None,
+              help="VoxCeleb2 dev (m4a as downloaded, or the wav tree of 'convert'): voxceleb2_dev.")
+@click.option("--lists-dir", type=_DIR, default=None,
+              help="Verification lists to convert to Kaldi trials (default: --vox1-dir).")
+@click.option("--out", "data_root", default="data", show_default=True, type=_DIR, help="Where the data dirs go.")
+@click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg program named in wav.scp pipes.")
+@click.option("--check-counts/--no-check-counts", default=True, show_default=True,
+              help="Warn when a list's line count differs from the published one.")
+def data(vox1_dir, vox2_dir, lists_dir, data_root, ffmpeg, check_counts) -> None:
+    """Make the VoxCeleb data dirs (sorted, ids idNNNNN-<video>-NNNNN) and trials under OUT.
+
+    Trials: <OUT>/voxceleb1_test/trials_O[_clean] (veri_test[2].txt), <OUT>/voxceleb1/trials_E[_clean]
+    (list_test_all[2].txt) and trials_H[_clean] (list_test_hard[2].txt), for the lists present.
+    """
+    if not vox1_dir and not vox2_dir:
+        raise ConfigError("give --vox1-dir and/or --vox2-dir")
+    _refuse_overlap(data_root, ("voxceleb1", "voxceleb1_dev", "voxceleb1_test", "voxceleb2_dev"),
+                    {"--vox1-dir": vox1_dir, "--vox2-dir": vox2_dir, "--lists-dir": lists_dir})
+    if vox1_dir:
+        _print_sets(prepare_voxceleb1(vox1_dir, data_root))
+        _print_trials(convert_vox1_lists(lists_dir or vox1_dir, data_root, check_counts=check_counts))
+    if vox2_dir:
+        _print_sets([prepare_voxceleb2(vox2_dir, data_root, ffmpeg=ffmpeg)])
+
+
+@main.command(name="trials")
+@click.argument("list_file", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--data-dir", type=_DIR, default=None, help="Warn about trials whose utterances are not in this data dir.")
+@click.option("--expected", type=click.IntRange(min=0), default=None,
+              help="Expected line count (default: the published count for a known list name).")
+def trials(list_file, out, data_dir, expected) -> None:
+    """Convert one VoxCeleb list (<1|0> <path1> <path2>) to Kaldi trials (<enroll> <test> target|nontarget)."""
+    refuse_overlap({"OUT": out}, {"LIST_FILE": list_file, "--data-dir": data_dir})
+    name = LIST_ALIASES.get(Path(list_file).name, Path(list_file).name)
+    if expected is None and name in VOX1_LISTS:
+        expected = VOX1_LISTS[name].expected
+    known = None
+    if data_dir:
+        known = {key for _, key, _ in read_table(Path(data_dir) / "utt2spk")}
+    _print_trials([convert_trials(list_file, out, expected=expected, known_utts=known, data_dir=data_dir)])
+
+
+@main.command(name="augment")
+@click.option("--musan-dir", type=_DIR, default=None, help="MUSAN: musan, musan_music, musan_speech, musan_noise.")
+@click.option("--rirs-dir", type=_DIR, default=None, help="RIRS_NOISES: rirs_simulated, rirs_real.")
+@click.option("--rir-rooms", default="smallroom mediumroom", show_default=True,
+              help="Simulated room sets in rirs_simulated (space-separated; '' for none).")
+@click.option("--out", "data_root", default="data", show_default=True, type=_DIR, help="Where the data dirs go.")
+def augment(musan_dir, rirs_dir, rir_rooms, data_root) -> None:
+    """Data dirs of augmentation sources (wav.scp, utt2spk mapping each id to itself, utt2dur)."""
+    if not musan_dir and not rirs_dir:
+        raise ConfigError("give --musan-dir and/or --rirs-dir")
+    _refuse_overlap(data_root, ("musan", "musan_music", "musan_speech", "musan_noise", "rirs_simulated", "rirs_real"),
+                    {"--musan-dir": musan_dir, "--rirs-dir": rirs_dir})
+    if musan_dir:
+        _print_sets(prepare_musan(musan_dir, data_root))
+    if rirs_dir:
+        _print_sets(prepare_rirs(rirs_dir, data_root, rooms=rir_rooms.split()))
+
+
+if __name__ == "__main__":
+    from pyspeaker.cli import run_script
+
+    run_script(main)

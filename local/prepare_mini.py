@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Generate the embedded default corpus: synthetic multi-speaker "speech" plus Kaldi data dirs.
 
+    python local/prepare_mini.py --audio-dir data/mini_audio --data-dir data   (--help: every option)
+
 Every speaker gets a voice drawn from the seed (F0 and intonation range, vocal-tract length,
 formant bandwidths, glottal pulse shape, spectral tilt, jitter, shimmer, breathiness, nasality,
 speaking rate, idiolectal vowel targets).  Utterances are source-filter syntheses of random
@@ -37,7 +39,7 @@ if __name__ in ("__main__", "__mp_main__"):
     for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ[_var] = "1"
 
-# Lets the script run as `python local/make_mini_corpus.py` without installing the package.
+# Lets the script run as `python local/prepare_mini.py` without installing the package.
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
@@ -47,7 +49,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from scipy import fft as sfft  # noqa: E402
 
-from pyspeaker.errors import ConfigError, PyspeakerError  # noqa: E402
+from pyspeaker.errors import ConfigError  # noqa: E402
 from pyspeaker.fileio import atomic_dir  # noqa: E402
 
 # Seed-stream tags: speakers, utterances and trials draw from independent streams.
@@ -764,16 +766,11 @@ def main(audio_dir: Path, data_dir: Path, num_train_speakers: int, num_test_spea
     spk001.. (test speakers numbered after the training ones), utterances <spk>-u0001.. The same
     options give byte-identical files whatever --jobs is.
     """
-    try:
-        _check(audio_dir, data_dir, num_train_speakers, num_test_speakers, utts_per_speaker, min_duration,
-               max_duration, sample_rate, num_trials)
-        settings = Settings(seed=seed, sample_rate=sample_rate, min_duration=min_duration,
-                            max_duration=max_duration)
-        s = make_corpus(audio_dir, data_dir, num_train_speakers, num_test_speakers, utts_per_speaker,
-                        settings, num_trials, jobs)
-    except PyspeakerError as e:
-        click.echo(f"error: {e.format()}", err=True)
-        sys.exit(1)
+    _check(audio_dir, data_dir, num_train_speakers, num_test_speakers, utts_per_speaker, min_duration,
+           max_duration, sample_rate, num_trials)
+    settings = Settings(seed=seed, sample_rate=sample_rate, min_duration=min_duration, max_duration=max_duration)
+    s = make_corpus(audio_dir, data_dir, num_train_speakers, num_test_speakers, utts_per_speaker,
+                    settings, num_trials, jobs)
     click.echo(f"speakers: {s['train_speakers']} train + {s['test_speakers']} test; "
                f"utterances: {s['train_utts']} train + {s['test_utts']} test; "
                f"hours: {s['train_hours']:.3f} train + {s['test_hours']:.3f} test; "
@@ -782,4 +779,6 @@ def main(audio_dir: Path, data_dir: Path, num_train_speakers: int, num_test_spea
 
 
 if __name__ == "__main__":
-    main()
+    from pyspeaker.cli import run_script
+
+    run_script(main)

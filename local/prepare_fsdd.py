@@ -1,4 +1,7 @@
+#!/usr/bin/env python3
 """The Free Spoken Digit Dataset (FSDD) -> Kaldi data dirs and trials for two protocols (the fsdd recipe's stage 0).
+
+    python local/prepare_fsdd.py --fsdd-dir /corpora/fsdd --out data      (--help: every option)
 
 FSDD (a clone of github.com/Jakobovski/free-spoken-digit-dataset) holds
 ``recordings/{digit}_{speaker}_{index}.wav``: 6 speakers x 10 digits x 50 repetitions, 8 kHz mono.
@@ -15,18 +18,24 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
+# Lets the script run as `python local/prepare_fsdd.py` without installing the package.
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
 
-from pyspeaker.data.kaldi_dir import write_data_dir
-from pyspeaker.data.trials import Trials, write_trials
-from pyspeaker.errors import ConfigError, DataError
-from pyspeaker.log import get_logger
+import click  # noqa: E402
+import numpy as np  # noqa: E402
 
-log = get_logger(__name__)
+from pyspeaker.data import Trials, write_data_dir, write_trials  # noqa: E402
+from pyspeaker.errors import ConfigError, DataError  # noqa: E402
+from pyspeaker.log import get_logger  # noqa: E402
+
+log = get_logger("local.prepare_fsdd")
 
 FILE_NAME = re.compile(r"(\d)_([A-Za-z]+)_(\d+)\.wav")
 SOURCE = "https://github.com/Jakobovski/free-spoken-digit-dataset"
@@ -91,7 +100,7 @@ def _write_set(out_dir: Path, recs: list[Recording], trials: bool) -> SetSummary
     if trials:
         t = all_pair_trials(utt2spk)
         write_trials(out_dir / "trials", t)
-        summary.num_trials, summary.num_target = len(t.enroll), int(t.labels.sum())
+        summary.num_trials, summary.num_target = len(t), int(t.labels.sum())
     return summary
 
 
@@ -128,3 +137,49 @@ def prepare_fsdd(fsdd_dir: str | os.PathLike, data_root: str | os.PathLike, *,
     root = Path(data_root)
     return [_write_set(root / f"{prefix}_{name}", part, trials=name.endswith("test"))
             for name, part in splits.items()]
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.replace(",", " ").split())
+
+
+@click.command(name="prepare_fsdd.py", context_settings={"help_option_names": ["-h", "--help"],
+                                                        "max_content_width": 100})
+@click.option("--fsdd-dir", required=True, type=click.Path(file_okay=False),
+              help="A clone of github.com/Jakobovski/free-spoken-digit-dataset (with recordings/).")
+@click.option("--out", "data_root", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Where the data dirs go.")
+@click.option("--open-test-speakers", default="theo yweweler", show_default=True,
+              help="Open set: these speakers are only verified, never trained on (space or comma separated).")
+@click.option("--heldout-reps", default="0 1 2 3 4", show_default=True,
+              help="Closed set: these repetition indices of every speaker and digit are the test set.")
+@click.option("--max-reps", type=click.IntRange(min=1), default=None,
+              help="Use only repetitions 0..N-1 of each speaker and digit (a quick run; default: all 50).")
+@click.option("--prefix", default="fsdd", show_default=True, help="Data dir names: <prefix>_{open,closed}_{train,test}.")
+def main(fsdd_dir, data_root, open_test_speakers, heldout_reps, max_reps, prefix) -> None:
+    """FSDD -> Kaldi data dirs: write <out>/<prefix>_{open,closed}_{train,test} and a trials file
+    (every pair of test utterances, Kaldi format) in each test set.
+
+    Open set: train on the other speakers, verify on --open-test-speakers. Closed set: all
+    speakers; the --heldout-reps repetitions are verified, the others trained on.
+    """
+    from pyspeaker.fileio import refuse_overlap
+    from pyspeaker.log import setup_logging
+
+    setup_logging()
+    refuse_overlap({f"--out ({prefix}_{p}_{s})": Path(data_root) / f"{prefix}_{p}_{s}"
+                    for p in ("open", "closed") for s in ("train", "test")}, {"--fsdd-dir": fsdd_dir})
+    try:
+        reps = tuple(int(x) for x in _words(heldout_reps))
+    except ValueError:
+        raise ConfigError(f"--heldout-reps expects integers, got {heldout_reps!r}") from None
+    for s in prepare_fsdd(fsdd_dir, data_root, open_test_speakers=_words(open_test_speakers),
+                          heldout_reps=reps, max_reps=max_reps, prefix=prefix):
+        trials = f", {s.num_trials} trials ({s.num_target} target)" if s.num_trials else ""
+        click.echo(f"{s.path}: {s.num_utts} utterances, {s.num_speakers} speakers{trials}")
+
+
+if __name__ == "__main__":
+    from pyspeaker.cli import run_script
+
+    run_script(main)
