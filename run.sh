@@ -29,8 +29,10 @@ done
 stage=0
 stop_stage=6
 force=false        # true: redo stages even when their outputs are complete
-nj=2               # parallel jobs for data preparation and features
-cmd=local          # job launcher for --nj jobs: local, or e.g. "srun --ntasks=1"
+nj=2               # parallel jobs for data preparation, features and embeddings
+cmd=""             # one job launcher for stages 1-3 (local, "slurm [sbatch options]"); empty: conf/cmd.sh's
+. conf/cmd.sh      # feat_cmd, train_cmd, extract_cmd: the site's launchers (--feat-cmd ... override one)
+train_opts=""      # more steps/train.sh options, e.g. "--ngpu 4 --nnodes 2" (DDP; multi-node through Slurm)
 validate_opts=""   # options of 'pyspeaker validate-data' at stage 0 (e.g. --no-check-audio)
 protocols=""       # several protocols: "{protocol}" in set names and trials is replaced by each
 systems="trained untrained"   # systems of stages 3-6: trained, untrained, baseline
@@ -45,8 +47,11 @@ A stage whose outputs are complete (for the same settings) is skipped; --force t
 Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe' (recipes/$recipe/config.sh):
 $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
   while IFS='=' read -r name value; do echo "  --${name//_/-} $value"; done)
-  --nj $nj  --cmd $cmd  --systems \"$systems\""
+  --nj $nj  --systems \"$systems\"  --train-opts \"$train_opts\"
+  --cmd LAUNCHER   for stages 1-3: local, or \"slurm [sbatch options]\" (e.g. --cmd \"slurm -p cpu --mem=4G\");
+                   default from conf/cmd.sh: --feat-cmd \"$feat_cmd\" --train-cmd \"$train_cmd\" --extract-cmd \"$extract_cmd\""
 . utils/parse_options.sh
+if [ -n "$cmd" ]; then feat_cmd=$cmd; train_cmd=$cmd; extract_cmd=$cmd; fi
 [ $# -eq 0 ] || die "unexpected argument '$1' (see ./run.sh --help)"
 for sys in $systems; do
   case $sys in trained|untrained) ;; baseline) [ -n "$baseline_feat_conf" ] ||
@@ -100,7 +105,7 @@ for protocol in $protocol_list; do
       log "stage 1: features ($conf $feat_opts)"
       for set in "$p_train" "$p_test"; do
         steps/make_features.sh --conf "$conf" --opts "$feat_opts$([ "$force" = true ] && echo " --force")" \
-          --nj "$nj" --cmd "$cmd" "data/$set" features >/dev/null
+          --nj "$nj" --cmd "$feat_cmd" "data/$set" features >/dev/null
       done
     done
   fi
@@ -109,11 +114,13 @@ for protocol in $protocol_list; do
     log "stage 2: training $exp"
     train_store=$(feat_store "$p_train")
     fp=$(fingerprint "$(file_fingerprint "$train_config")" "$train_overrides" "$train_store" \
-         "$(file_fingerprint "$train_store/manifest.json")")
+         "$(file_fingerprint "$train_store/manifest.json")" ${train_opts:+"$train_opts"})
     if is_done "$exp/.done.train" "$fp" && [ -f "$exp/checkpoints/final.pt" ]; then
       log "stage 2: $exp is trained with these settings, skipping"
     else
-      steps/train.sh --config "$train_config" --overrides "$train_overrides" "$train_store" "$exp"
+      # shellcheck disable=SC2086
+      steps/train.sh --config "$train_config" --overrides "$train_overrides" --cmd "$train_cmd" $train_opts \
+        "$train_store" "$exp"
       mark_done "$exp/.done.train" "$fp"
     fi
     log "training curve: $exp/metrics.tsv"
@@ -135,7 +142,11 @@ for protocol in $protocol_list; do
           store=$(feat_store "$set" "$baseline_feat_conf"); fp=$(file_fingerprint "$store/manifest.json")
         fi
         if is_done "$out/.done" "$fp"; then log "stage 3: $out is up to date, skipping"; continue; fi
-        if [ -n "$ckpt" ]; then steps/extract.sh "$ckpt" "$store" "$out"; else steps/extract_stats.sh "$store" "$out"; fi
+        if [ -n "$ckpt" ]; then
+          steps/extract.sh --nj "$nj" --cmd "$extract_cmd" "$ckpt" "$store" "$out"
+        else
+          steps/extract_stats.sh "$store" "$out"
+        fi
         mark_done "$out/.done" "$fp"
       done
     fi

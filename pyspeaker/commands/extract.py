@@ -22,7 +22,8 @@ import click
 @click.option("--nj", type=click.IntRange(1), default=1, show_default=True,
               help="Parallel jobs (each embeds a contiguous part of the utterances; one log per job).")
 @click.option("--cmd", default="local", show_default=True,
-              help="Job launcher with --nj: 'local', or a prefix such as 'srun --ntasks=1'.")
+              help="Job launcher with --nj: 'local', 'slurm [sbatch options]' (one Slurm job per job, e.g. 'slurm -p "
+                   "cpu --mem=4G'), or a prefix such as 'srun --ntasks=1'.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
@@ -47,7 +48,7 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
     from pyspeaker.extraction import extract_store
     from pyspeaker.fileio import refuse_overlap, scratch_dir
     from pyspeaker.log import get_logger, setup_logging
-    from pyspeaker.parallel import run_jobs
+    from pyspeaker.parallel import parse_cmd, run_jobs
     from pyspeaker.store.embeddings import write_embeddings
     from pyspeaker.store.features import FeatureStore
     from pyspeaker.training.checkpoint import model_from_checkpoint
@@ -57,6 +58,8 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
     log = get_logger("extract")
     if not job_out:
         refuse_overlap({"--out": out_dir}, {"--checkpoint": checkpoint, "--features": features, "--utt2spk": utt2spk})
+        if nj > 1:
+            parse_cmd(cmd)  # a bad launcher is refused before any work
     if threads:
         torch.set_num_threads(threads)
     model, ckpt = model_from_checkpoint(checkpoint)

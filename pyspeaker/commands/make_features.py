@@ -35,7 +35,8 @@ def _conf_args(conf, kind, vad, vad_conf, cmn, cmn_window) -> list[str]:
 @click.option("--compress/--no-compress", default=False, help="With --format ark: Kaldi-compressed matrices.")
 @click.option("--nj", type=click.IntRange(1), default=1, show_default=True, help="Number of parallel jobs (one log per job).")
 @click.option("--cmd", default="local", show_default=True,
-              help="Job launcher: 'local', or a prefix such as 'srun --ntasks=1' put before each job.")
+              help="Job launcher: 'local', 'slurm [sbatch options]' (one Slurm job per job, e.g. 'slurm -p cpu "
+                   "--mem=4G'), or a prefix such as 'srun --ntasks=1' put before each job.")
 @click.option("--force", is_flag=True, help="Recompute even if an up-to-date store exists.")
 @click.option("--print-path", is_flag=True, help="Only print where the store is (or would be) and exit.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
@@ -54,6 +55,7 @@ def command(data_dir, conf, kind, vad, vad_conf, cmn, cmn_window, features_root,
 
     from pyspeaker.features import load_feature_config
     from pyspeaker.fileio import refuse_overlap
+    from pyspeaker.parallel import parse_cmd
     from pyspeaker.features.store_builder import build_store, compute_part, is_up_to_date, store_dir
     from pyspeaker.log import get_logger, setup_logging
 
@@ -74,6 +76,8 @@ def command(data_dir, conf, kind, vad, vad_conf, cmn, cmn_window, features_root,
         click.echo(str(out))
         return
     refuse_overlap({"the store": out}, {"--data-dir": data_dir, "--conf": conf, "--vad-conf": vad_conf})
+    if nj > 1:
+        parse_cmd(cmd)  # a bad launcher is refused before any work
     if not force and is_up_to_date(out, cfg, data_dir):
         log.info("%s is up to date with %s; skipping (use --force to recompute)", out, data_dir)
         click.echo(str(out))
