@@ -136,11 +136,9 @@ for protocol in $protocol_list; do
       log "stage 3: embeddings ($what)"
       for set in "$p_train" "$p_test"; do
         out=$sys_dir/embeddings/$set
-        if [ -n "$ckpt" ]; then
-          store=$(feat_store "$set"); fp=$(file_fingerprint "$ckpt")
-        else
-          store=$(feat_store "$set" "$baseline_feat_conf"); fp=$(file_fingerprint "$store/manifest.json")
-        fi
+        if [ -n "$ckpt" ]; then store=$(feat_store "$set"); else store=$(feat_store "$set" "$baseline_feat_conf"); fi
+        # the model and the features of the set (a changed data dir gets a new manifest)
+        fp=$(fingerprint "$(file_fingerprint "$ckpt")" "$(file_fingerprint "$store/manifest.json")")
         if is_done "$out/.done" "$fp"; then log "stage 3: $out is up to date, skipping"; continue; fi
         if [ -n "$ckpt" ]; then
           steps/extract.sh --nj "$nj" --cmd "$extract_cmd" "$ckpt" "$store" "$out"
@@ -152,23 +150,40 @@ for protocol in $protocol_list; do
     fi
     if run_stage 4; then
       for be in $backends; do
+        out=$sys_dir/backend/$be
+        fp=$(fingerprint "$be" "$(file_fingerprint "$sys_dir/embeddings/$p_train/.done")" \
+             "$(file_fingerprint "data/$p_train/utt2spk")")
+        if is_done "$out/.done" "$fp"; then log "stage 4: $out is up to date, skipping"; continue; fi
         log "stage 4: $be back-end ($sys_name)"
-        steps/train_backend.sh --backend "$be" "$sys_dir/embeddings/$p_train" "data/$p_train/utt2spk" \
-          "$sys_dir/backend/$be"
+        steps/train_backend.sh --backend "$be" "$sys_dir/embeddings/$p_train" "data/$p_train/utt2spk" "$out"
+        mark_done "$out/.done" "$fp"
       done
     fi
     for be in $backends; do
       for norm in $score_norms; do
         tag=${be}_$norm
+        scores=$sys_dir/scores/$trials_name/$tag results=$sys_dir/results/$trials_name/$tag
         if run_stage 5; then
-          log "stage 5: scoring $p_trials with $be, score norm $norm ($sys_name)"
-          steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
-            "$sys_dir/embeddings/$p_test" "$p_trials" "$sys_dir/scores/$trials_name/$tag"
+          fp=$(fingerprint "$norm" "$asnorm_top_n" "$(file_fingerprint "$sys_dir/embeddings/$p_test/.done")" \
+               "$(file_fingerprint "$sys_dir/backend/$be/.done")" "$(file_fingerprint "$p_trials")")
+          if is_done "$scores/.done" "$fp"; then
+            log "stage 5: $scores is up to date, skipping"
+          else
+            log "stage 5: scoring $p_trials with $be, score norm $norm ($sys_name)"
+            steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
+              "$sys_dir/embeddings/$p_test" "$p_trials" "$scores"
+            mark_done "$scores/.done" "$fp"
+          fi
         fi
         if run_stage 6; then
-          log "stage 6: metrics of $trials_name/$tag ($sys_name)"
-          steps/compute_metrics.sh "$sys_dir/scores/$trials_name/$tag/scores.txt" "$p_trials" \
-            "$sys_dir/results/$trials_name/$tag" >&2
+          fp=$(fingerprint "$(file_fingerprint "$scores/scores.txt")" "$(file_fingerprint "$p_trials")")
+          if is_done "$results/.done" "$fp"; then
+            log "stage 6: $results is up to date, skipping"
+          else
+            log "stage 6: metrics of $trials_name/$tag ($sys_name)"
+            steps/compute_metrics.sh "$scores/scores.txt" "$p_trials" "$results" >&2
+            mark_done "$results/.done" "$fp"
+          fi
         fi
         report_args+=(--system "${protocols:+$protocol/}$sys_name=$sys_dir/results/$trials_name/$tag/metrics.json")
       done

@@ -7,6 +7,7 @@ other heavy libraries inside their function bodies, so ``pyspeaker --help`` stay
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -56,6 +57,28 @@ def run_script(command: click.Command, argv=None) -> None:
 
 
 def _run(command: click.Command, argv, prog_name) -> None:
+    try:
+        _dispatch(command, argv, prog_name)
+    except SystemExit as e:
+        _leave(e.code if isinstance(e.code, int) else (0 if e.code is None else 1))
+    _leave(0)
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code``. Once pyarrow (trial and score files) is loaded, leave without the
+    interpreter's teardown: Arrow's thread pools can abort it at random ("terminate called without
+    an active exception", exit 134; apache/arrow#34314) after the work is done and written."""
+    if "pyarrow" in sys.modules:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _dispatch(command: click.Command, argv, prog_name) -> None:
     try:
         command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except PyspeakerError as e:

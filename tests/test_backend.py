@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -359,7 +358,17 @@ def test_score_plda_with_enrollment_counts(tmp_path):
     np.testing.assert_allclose(got, expected, atol=2e-6)
     plain = score_rows(backend, x_test, e, x_test, t)
     assert not np.isclose(got[0], plain[0]) and np.isclose(got[1], plain[1])
-    (tmp_path / "num_utts.ark").write_text("e0 x\n")
-    r = run_cli("score", "--embeddings", test, "--trials", tmp_path / "trials", "--out", out, "--backend-dir",
-             tmp_path / "bk", "--num-utts", tmp_path / "num_utts.ark")
-    assert r.returncode == 1 and f"{tmp_path / 'num_utts.ark'}:1: count 'x' is not an integer" in r.stderr
+    # Kaldi's binary int32 table reads the same (one num_utts reader: store.kaldi_vectors.read_num_utts)
+    from pyspeaker.store.kaldi_vectors import write_num_utts
+
+    write_num_utts(tmp_path / "num_utts.ark", {"e0": 3, "e2": 5}, binary=True)
+    r = run_cli("score", "--embeddings", test, "--trials", tmp_path / "trials", "--out", tmp_path / "b.txt",
+                "--backend-dir", tmp_path / "bk", "--num-utts", tmp_path / "num_utts.ark")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "b.txt").read_text() == out.read_text()
+    for text, message in (("e0 x\n", ":1: count 'x' is not an integer"),
+                          ("e0 2\ne1 0\n", ":2: count 0 must be at least 1")):
+        (tmp_path / "num_utts.ark").write_text(text)
+        r = run_cli("score", "--embeddings", test, "--trials", tmp_path / "trials", "--out", out, "--backend-dir",
+                    tmp_path / "bk", "--num-utts", tmp_path / "num_utts.ark")
+        assert r.returncode == 1 and f"{tmp_path / 'num_utts.ark'}{message}" in r.stderr

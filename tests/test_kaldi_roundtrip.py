@@ -111,9 +111,9 @@ def test_spk_xvector_and_num_utts_as_ivector_mean_writes_them(tmp_path: Path):
     assert (out / "num_utts.ark").read_text() == "spk0    3\nspk1    3\nspk2    2\n"
     assert {k: v.tolist() for k, v in kaldiio.load_ark(str(out / "num_utts.ark"))} == {
         "spk0": [3], "spk1": [3], "spk2": [2]}
-    from pyspeaker.scoring.pipeline import read_num_utts as score_num_utts
+    from pyspeaker.scoring.pipeline import utterance_counts
 
-    assert score_num_utts(out / "num_utts.ark", ["spk2", "spk0", "other"]).tolist() == [2, 3, 1]
+    assert utterance_counts(out / "num_utts.ark", ["spk2", "spk0", "other"]).tolist() == [2, 3, 1]
     assert read_num_utts(out / "num_utts.ark") == {"spk0": 3, "spk1": 3, "spk2": 2}
 
     # load_embeddings picks the speaker vectors when they are all there is

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import kaldiio
 import numpy as np
-import pytest
 import soundfile as sf
 
 from pyspeaker.features import FeatureExtractor, load_feature_config
@@ -93,7 +92,7 @@ def test_bad_audio_fails_cleanly_and_keeps_previous_store(tmp_path):
         proc = run_cli(*args, "--force", "--nj", nj)
         assert proc.returncode == 1
         if nj == "1":
-            assert f"wav.scp:5: sample rate 8000 Hz" in proc.stderr.splitlines()[-1]
+            assert "wav.scp:5: sample rate 8000 Hz" in proc.stderr.splitlines()[-1]
         else:
             assert "1 of 2 jobs failed" in proc.stderr and "wav.scp:5: sample rate 8000 Hz" in proc.stderr
         assert (store / "feats.h5").read_bytes() == before

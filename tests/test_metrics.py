@@ -459,65 +459,81 @@ def test_compute_metrics_kaldi_scores_blank_lines_and_labels_in_results(tmp_path
     assert f"error: {scores}:16: score for 'spk0 nobody' has no trial in {trials}" in r.stderr
 
 
-def test_streaming_readers_match_read_trials_with_tiny_blocks(tmp_path):
+def test_streaming_readers_with_tiny_blocks(tmp_path):
     from pyspeaker.data.trials import read_trials
-    from pyspeaker.scoring.lists import match, read_score_codes, read_trial_codes
+    from pyspeaker.scoring.lists import match, read_scores
 
     rng = np.random.default_rng(0)
     ids = [f"id{i:03d}/u{i}.wav" for i in range(40)]
     rows = [(int(rng.integers(2)), ids[i % 40], ids[(i // 40 + 3 * (i % 40)) % 40]) for i in range(500)]  # unique pairs
     path = tmp_path / "veri.txt"
     path.write_text("".join(f"{y} {e} {t}\n" for y, e, t in rows)[:-1])  # VoxCeleb list, no final newline
-    ref = read_trials(path)
     for block in (7, 64, 1 << 20):
-        codes = read_trial_codes(path, block_bytes=block)
-        names = codes.vocab.ids()
-        assert [names[c] for c in codes.enroll] == ref.enroll and [names[c] for c in codes.test] == ref.test
-        assert codes.labels.tolist() == ref.labels.tolist() and codes.num_lines == 500 and codes.format == "voxceleb"
+        trials = read_trials(path, block_bytes=block)
+        assert trials.enroll == [e for _, e, _ in rows] and trials.test == [t for _, _, t in rows]
+        assert trials.labels.tolist() == [y == 1 for y, _, _ in rows]
+        assert trials.num_lines == 500 and trials.format == "voxceleb"
     # one code per distinct id
-    assert sorted(codes.vocab.ids()) == sorted({x for _, e, t in rows for x in (e, t)})
+    assert sorted(trials.vocab.ids()) == sorted({x for _, e, t in rows for x in (e, t)})
     scores = tmp_path / "s.txt"
     order = rng.permutation(500)
     scores.write_text("".join(f"{rows[k][1]}  {rows[k][2]}\t{k / 1000:.3f}\n\n" for k in order))
-    s = read_score_codes(scores, codes.vocab, block_bytes=11)
-    assert s.line(0) == 1 and s.line(1) == 3 and len(s) == 500
-    index = match(codes, s)
-    np.testing.assert_allclose(s.scores[index], np.arange(500) / 1000)
+    for block in (11, 1 << 20):
+        s = read_scores(scores, trials.vocab, block_bytes=block)
+        assert s.line(0) == 1 and s.line(1) == 3 and s.line(499) == 999 and len(s) == 500
+        index = match(trials, s)
+        np.testing.assert_allclose(s.scores[index], np.arange(500) / 1000)
+    scores.write_text("".join(f"{rows[k][1]} {rows[k][2]} {k / 1000:.3f}\n" for k in range(500)))
+    s = read_scores(scores, trials.vocab, block_bytes=64)
+    assert s.numbers is None and match(trials, s) is None  # by position, no line numbers kept
 
 
 @pytest.mark.parametrize("text,line,message", [
     ("a b target\nc d maybe\n", 2, "unknown label 'maybe' (expected target or nontarget): 'c d maybe'"),
     ("a b target\nc d\n", 2, "expected 3 fields like line 1 (kaldi trials), got 2: 'c d'"),
     ("a b target\n\nc d target\n", 2, "empty line"),
+    ("a b target\nc d target \n\n", 3, "empty line"),
+    ("a b\nc \n", 2, "expected 2 fields like line 1 (unlabeled trials), got 1: 'c'"),
     ("a b c d\n", 1, "unknown trials format 'a b c d': expected"),
 ])
-def test_streaming_trials_errors_match_read_trials(tmp_path, text, line, message):
+def test_streaming_trials_errors_whatever_the_blocks(tmp_path, text, line, message):
     from pyspeaker.data.trials import read_trials
-    from pyspeaker.scoring.lists import read_trial_codes
 
     path = tmp_path / "trials"
     path.write_text(text)
-    with pytest.raises(DataError) as ours:
-        read_trial_codes(path, block_bytes=5)
-    with pytest.raises(DataError) as reference:
-        read_trials(path)
-    assert ours.value.line == reference.value.line == line
-    assert ours.value.message.startswith(message) and reference.value.message.startswith(message)
+    for block in (5, 1 << 20):
+        with pytest.raises(DataError) as err:
+            read_trials(path, block_bytes=block)
+        assert err.value.line == line and err.value.message.startswith(message), err.value
 
 
 def test_streaming_scores_errors(tmp_path):
-    from pyspeaker.scoring.lists import Vocabulary, read_score_codes
+    from pyspeaker.data.columns import Vocabulary
+    from pyspeaker.scoring.lists import read_scores
 
     path = tmp_path / "s.txt"
     for text, line, message in [("a b 0.5\n\na b 0.1 x\n", 3, "expected 3 fields '<enroll> <test> <score>', got 4"),
                                 ("a b nan\n", 1, "score 'nan' is not finite"),
+                                ("a b 0.5\nc d -Inf\n", 2, "score '-Inf' is not finite"),
+                                ("a b 0.5\nc d 1e999\n", 2, "score '1e999' is not finite"),
+                                ("a b 0.5\nc d 0.25\ne f 1..5\n", 3, "score '1..5' is not a number"),
                                 ("a b 0.5 target\na b 0.5 maybe\n", 2, "unknown label 'maybe' in field 4"),
                                 ("a b 0.5 maybe\n", 1, "expected 3 fields"),
-                                (b"a b 0.5\n\xff b 1\n", 2, "not UTF-8 text")]:
+                                ("\n\na b\n", 3, "expected 3 fields '<enroll> <test> <score>' (or WeSpeaker's"),
+                                ("a b 0.5 target\nc d 0.1\n", 2, "expected 4 fields like the first line "
+                                                                   "('<enroll> <test> <score> <label> ...'), got 3"),
+                                ("a b 0.5\na\u00a0b c 0.1\n", 2, "expected 3 fields '<enroll> <test> <score>', got 4 "
+                                                                  "(non-ASCII whitespace?)"),
+                                (b"a b 0.5\n\xff b 1\n", 2, "not UTF-8 text (byte 8)"),
+                                (b"\xff b 1\n", 1, "not UTF-8 text (byte 0)")]:
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
-        with pytest.raises(DataError) as err:
-            read_score_codes(path, Vocabulary(), grow=True, block_bytes=4)
-        assert err.value.line == line and err.value.message.startswith(message), err.value
+        for block in (4, 1 << 20):
+            with pytest.raises(DataError) as err:
+                read_scores(path, Vocabulary(), grow=True, block_bytes=block)
+            assert err.value.line == line and err.value.message.startswith(message), (block, err.value)
+    path.write_text("\n \n")
+    with pytest.raises(DataError, match="scores file is empty"):
+        read_scores(path, Vocabulary())
 
 
 # --- report and plot-det ------------------------------------------------------------------------------

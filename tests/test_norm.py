@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,7 +11,8 @@ import pytest
 from conftest import run_cli, write_embedding_dir
 from pyspeaker.errors import ConfigError, DataError
 from pyspeaker.scoring import norm
-from pyspeaker.scoring.backend import CosineBackend, score_rows, speaker_means, train_backend
+from pyspeaker.scoring.backend import CosineBackend, score_rows, train_backend
+from pyspeaker.store.embeddings import speaker_means
 
 
 def _wespeaker_reference(emb, mean_vec, cohort, enroll_idx, test_idx, scores, top_n):
@@ -81,7 +81,8 @@ def test_plda_asnorm_matches_slow_reference():
     train = np.repeat(spk, 5, axis=0) + rng.normal(0, 0.5, (150, 6))
     labels = [f"s{i // 5:02d}" for i in range(150)]
     backend, _ = train_backend("plda", train, labels, lda_dim=None)
-    _, cohort, _ = speaker_means([f"u{i}" for i in range(150)], train, labels)
+    utts = [f"u{i}" for i in range(150)]
+    _, cohort, _ = speaker_means(utts, train, dict(zip(utts, labels)))
     emb = rng.normal(0, 1.2, (20, 6))
     e, t = rng.integers(0, 20, 100), rng.integers(0, 20, 100)
     raw = score_rows(backend, emb, e, emb, t)

@@ -77,3 +77,22 @@ def test_recipe_end_to_end(recipe_dir):
     assert "stage 2: exp/resnet34l_amsoftmax is trained with these settings, skipping" in again.stderr
     assert (exp / "checkpoints/final.pt").stat().st_mtime_ns == mtime
     assert again.stdout == proc.stdout
+    for stage, path in ((3, "embeddings/test"), (4, "backend/plda"), (5, "scores/trials/plda_asnorm"),
+                        (6, "results/trials/plda_asnorm")):
+        assert f"stage {stage}: {exp.relative_to(d)}/{path} is up to date, skipping" in again.stderr
+    assert "stage 5: scoring" not in again.stderr and "stage 6: metrics of" not in again.stderr
+
+    # A changed test set (one utterance fewer) gets new features and new embeddings, not stale ones.
+    test = d / "data/test"
+    gone = (test / "utt2spk").read_text().split()[0]
+    for name in ("wav.scp", "utt2spk", "utt2dur"):
+        lines = (test / name).read_text().splitlines()
+        (test / name).write_text("".join(line + "\n" for line in lines if line.split()[0] != gone))
+    (test / "spk2utt").write_text("".join(" ".join(u for u in line.split() if u != gone) + "\n"
+                                          for line in (test / "spk2utt").read_text().splitlines()))
+    (test / "trials").write_text("".join(line + "\n" for line in trials if gone not in line.split()[:2]))
+    third = run_recipe(recipe_dir, "--stage", "1")
+    assert third.returncode == 0, third.stderr[-3000:]
+    xv = dict(kaldiio.load_scp(str(exp / "embeddings/test/xvector.scp")).items())
+    assert len(xv) == 15 and gone not in xv
+    assert "stage 4: " + str((exp / "backend/plda").relative_to(d)) + " is up to date, skipping" in third.stderr

@@ -1,4 +1,4 @@
-"""Cosine scoring: score_trials against a naive loop, errors, and ``pyspeaker score`` end to end."""
+"""Cosine scoring: score_codes against a naive loop, errors, and ``pyspeaker score`` end to end."""
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +11,9 @@ import pytest
 
 from pyspeaker.data.trials import Trials, read_trials
 from pyspeaker.errors import DataError
-from pyspeaker.scoring import score_trials
-from pyspeaker.scoring import cosine as cosine_mod
+from pyspeaker.scoring import kernel
+from pyspeaker.scoring.backend import CosineBackend
+from pyspeaker.scoring.pipeline import score_codes
 
 
 def _naive(ids, emb, enroll, test, mean=None, test_ids=None, test_emb=None):
@@ -38,52 +39,74 @@ def _random_case(seed=0, n_ids=50, dim=16, n_trials=400):
 
 
 @pytest.mark.parametrize("matrix_path", [True, False])
-def test_score_trials_matches_naive(monkeypatch, matrix_path):
+def test_score_codes_matches_naive(monkeypatch, matrix_path):
     if not matrix_path:  # force the chunked gather path, with small chunks
-        monkeypatch.setattr(cosine_mod, "_MATRIX_MAX_ENTRIES", 0)
-        monkeypatch.setattr(cosine_mod, "_CHUNK_VALUES", 16 * 7)
+        monkeypatch.setattr(kernel, "MATRIX_MAX_ENTRIES", 0)
+        monkeypatch.setattr(kernel, "CHUNK_VALUES", 16 * 7)
     ids, emb, trials = _random_case()
-    scores = score_trials(ids, emb, trials)
+    scores = score_codes(trials, ids, emb)
     assert scores.dtype == np.float32 and scores.shape == (400,)
     np.testing.assert_allclose(scores, _naive(ids, emb, trials.enroll, trials.test), atol=1e-5)
     mean = emb.mean(axis=0)
-    np.testing.assert_allclose(score_trials(ids, emb, trials, mean=mean),
+    np.testing.assert_allclose(score_codes(trials, ids, emb, backend=CosineBackend(mean)),
                                _naive(ids, emb, trials.enroll, trials.test, mean=mean), atol=1e-5)
 
 
-def test_score_trials_separate_test_embeddings():
+def test_score_codes_separate_test_embeddings():
     ids, emb, trials = _random_case(seed=1)
     rng = np.random.default_rng(2)
     test_ids = [f"test{i}" for i in range(30)]
     test_emb = rng.normal(size=(30, 16)).astype(np.float32)
-    trials.test = [test_ids[i] for i in rng.integers(0, 30, len(trials.enroll))]
-    scores = score_trials(ids, emb, trials, test_ids=test_ids, test_emb=test_emb)
+    trials = Trials(trials.enroll, [test_ids[i] for i in rng.integers(0, 30, len(trials))], path="trials")
+    scores = score_codes(trials, ids, emb, test_ids=test_ids, test_emb=test_emb)
     np.testing.assert_allclose(scores, _naive(ids, emb, trials.enroll, trials.test, test_ids=test_ids,
                                               test_emb=test_emb), atol=1e-5)
+    with pytest.raises(ValueError, match="both test_ids and test_emb"):
+        score_codes(trials, ids, emb, test_ids=test_ids)
 
 
-def test_score_trials_self_and_opposite():
+def test_score_codes_changes_the_embeddings_only_when_allowed():
+    ids, emb, trials = _random_case(seed=3)
+    before = emb.copy()
+    mean = before.mean(axis=0)
+    kept = score_codes(trials, ids, emb, backend=CosineBackend(mean))
+    assert np.array_equal(emb, before)
+    normed = score_codes(trials, ids, emb, backend=CosineBackend(mean), overwrite=True)
+    np.testing.assert_array_equal(normed, kept)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, rtol=1e-6)  # normalised in place
+    emb = before.copy()
+    score_codes(trials, ids, emb, backend=CosineBackend(mean), overwrite=True, score_norm="snorm", cohort=before[:9])
+    assert np.array_equal(emb, before)  # the norm reads them again: left as they are
+
+
+def test_score_codes_self_and_opposite():
     emb = np.array([[1, 0], [2, 0], [-3, 0], [0, 0.5]], dtype=np.float32)
     ids = ["a", "b", "c", "d"]
     trials = Trials(enroll=["a", "a", "a", "b"], test=["b", "c", "d", "b"], path="t")
-    np.testing.assert_allclose(score_trials(ids, emb, trials), [1, -1, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(score_codes(trials, ids, emb), [1, -1, 0, 1], atol=1e-6)
 
 
-def test_missing_id_error_names_line(tmp_path):
+def test_missing_id_error_names_first_line(tmp_path):
     ids, emb, _ = _random_case(n_ids=5)
     path = tmp_path / "trials"
     path.write_text("utt000 utt001 target\nutt002 utt003 nontarget\nutt004 nobody nontarget\nghost utt000 target\n")
     trials = read_trials(path)
     with pytest.raises(DataError) as err:
-        score_trials(ids, emb, trials)
+        score_codes(trials, ids, emb)
     assert str(err.value) == f"{path}:3: no embedding for test id 'nobody' (2 trials in all lack an embedding)"
     assert err.value.line == 3
+    path.write_text("utt000 utt001 target\nghost utt000 target\nutt004 nobody nontarget\n")
+    with pytest.raises(DataError) as err:
+        score_codes(read_trials(path), ids, emb)
+    assert str(err.value) == f"{path}:2: no embedding for enroll id 'ghost' (2 trials in all lack an embedding)"
 
 
 def test_dimension_mismatch():
     ids, emb, trials = _random_case()
-    with pytest.raises(DataError, match="dimension"):
-        score_trials(ids, emb, trials, mean=np.zeros(3))
+    with pytest.raises(DataError, match="mean has dimension 3 but embeddings have 16"):
+        score_codes(trials, ids, emb, backend=CosineBackend(np.zeros(3)))
+    with pytest.raises(DataError, match="enroll embeddings have dimension 16 but test embeddings have 8"):
+        score_codes(trials, ids, emb, test_ids=ids, test_emb=emb[:, :8])
 
 
 # --- pyspeaker score end to end -----------------------------------------------------------------
@@ -186,10 +209,10 @@ def test_score_command_mean_options_exclusive(tmp_path):
     assert "error: give --mean-from or --mean, not both" in r.stderr
 
 
-# --- the streaming pipeline: vocabulary, score text, writer ---------------------------------------
+# --- the streaming pipeline: score text, writer ---------------------------------------------------
 
-def test_score_text_is_printf_exact():
-    from pyspeaker.scoring.pipeline import score_text
+def test_score_strings_are_printf_exact():
+    from pyspeaker.scoring.lists import score_strings
 
     rng = np.random.default_rng(0)
     edge = [0.0, -0.0, -1e-9, 1e-9, 5e-7, 1.5e-6, 0.1234565, -0.1234565, 0.9999995, 999.9999995, 12345.678,
@@ -197,35 +220,18 @@ def test_score_text_is_printf_exact():
     x = np.concatenate([edge, rng.normal(size=20000), rng.normal(0, 100, 20000), np.round(rng.normal(size=5000), 7),
                         rng.normal(size=2000).astype(np.float32)])
     for precision in (1, 3, 6, 9):
-        assert score_text(x, precision) == [b"%.*f\n" % (precision, v) for v in x]
-    assert score_text(np.array([])) == []
+        assert score_strings(x, precision).to_pylist() == ["%.*f" % (precision, v) for v in x]
+    assert score_strings(x[:50], 6, end="\n").to_pylist() == ["%.6f\n" % v for v in x[:50]]
+    assert score_strings(np.array([])).to_pylist() == []
     with pytest.raises(ValueError):
-        score_text(x, 0)
-
-
-def test_vocabulary_codes_and_collisions(monkeypatch):
-    from pyspeaker.scoring import lists
-
-    v = lists.Vocabulary()
-    assert v.add([b"abc", b"abc", b"abd", b"x" * 20, b"abc"]).tolist() == [0, 0, 1, 2, 0]
-    assert v.add([b"abd", b"abc", b"zz"]).tolist() == [1, 0, 3]
-    assert v.lookup([b"q", b"x" * 20, b"ab"]).tolist() == [-1, 2, -1]
-    assert v.ids() == ["abc", "abd", "x" * 20, "zz"] and len(v) == 4
-    # every hash equal: ids are still told apart, and the clash is reported instead of merging them
-    monkeypatch.setattr(lists, "_hash_rows", lambda words: np.zeros(len(words), dtype=np.uint64))
-    with pytest.raises(DataError, match="have the same 64-bit hash"):
-        lists.Vocabulary().add([b"a", b"b"])
-    w = lists.Vocabulary()
-    w.add([b"a"])
-    with pytest.raises(DataError, match="'b' and 'a' have the same 64-bit hash"):
-        w.add([b"b"])
+        score_strings(x, 0)
 
 
 def test_score_command_streams_large_lists_in_blocks(tmp_path, monkeypatch):
-    """Blocks of a few lines, ids of several widths, tabs in some lines: same scores as score_trials."""
-    from pyspeaker.scoring import lists
-    from pyspeaker.scoring.lists import read_trial_codes
-    from pyspeaker.scoring.pipeline import score_codes, write_scores
+    """Blocks of a few lines, ids of several widths, tabs in some lines: the naive scores, written
+    in trial order a few lines at a time."""
+    from pyspeaker.data import columns
+    from pyspeaker.scoring.lists import write_scores
 
     rng = np.random.default_rng(7)
     ids = [f"spk{i % 9}/{'x' * (i % 23)}utt{i}" for i in range(60)]
@@ -234,10 +240,12 @@ def test_score_command_streams_large_lists_in_blocks(tmp_path, monkeypatch):
     text = "".join(f"{a}\t{b} target\n" if k % 97 == 5 else f"{a} {b} nontarget\n" for k, (a, b) in enumerate(pairs))
     path = tmp_path / "trials"
     path.write_text(text)
-    monkeypatch.setattr(lists, "BLOCK_BYTES", 333)
-    codes = read_trial_codes(path)
-    scores = score_codes(codes, ids, emb)
-    reference = score_trials(ids, emb, read_trials(path))
-    np.testing.assert_allclose(scores, reference, atol=1e-6)
-    write_scores(tmp_path / "s.txt", codes, scores)
-    assert (tmp_path / "s.txt").read_text() == "".join(f"{a} {b} {s:.6f}\n" for (a, b), s in zip(pairs, scores.tolist()))
+    monkeypatch.setattr(columns, "BLOCK_BYTES", 333)
+    monkeypatch.setattr(columns, "WRITE_LINES", 64)
+    trials = read_trials(path)
+    assert (trials.enroll, trials.test) == ([a for a, _ in pairs], [b for _, b in pairs])
+    scores = score_codes(trials, ids, emb)
+    np.testing.assert_allclose(scores, _naive(ids, emb, *zip(*pairs)), atol=1e-6)
+    size = write_scores(tmp_path / "s.txt", trials, scores)
+    expected = "".join(f"{a} {b} {s:.6f}\n" for (a, b), s in zip(pairs, scores.tolist()))
+    assert (tmp_path / "s.txt").read_text() == expected and size == len(expected.encode())

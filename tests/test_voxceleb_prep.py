@@ -301,7 +301,7 @@ def test_convert_m4a_is_resumable(fake_vox, tmp_path):
     (dst / "id00015/8jEAjG6SegY/00002.wav").unlink()
     (dst / "id00015/8jEAjG6SegY/.00002.wav.tmp").write_bytes(b"half")
     third = convert()
-    assert third.returncode == 0 and f"converted 1, already there 7, failed 0" in third.stdout
+    assert third.returncode == 0 and "converted 1, already there 7, failed 0" in third.stdout
     assert not (dst / "id00015/8jEAjG6SegY/.00002.wav.tmp").exists()
 
     # the converted tree makes a data dir of plain wav paths

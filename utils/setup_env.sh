@@ -11,7 +11,7 @@ _pyspeaker_stamp_want=$(cat "$_pyspeaker_root/requirements.txt" "$_pyspeaker_roo
 _pyspeaker_active_ok() {
   [ "${PYSPEAKER_USE_ACTIVE_ENV:-1}" = 1 ] && [ -n "${VIRTUAL_ENV:-}" ] \
     && [ "$VIRTUAL_ENV" != "$_pyspeaker_venv" ] \
-    && python -c 'import torch, torchaudio, h5py, kaldiio, soundfile, click, scipy, yaml, tqdm, matplotlib, pytest, pyspeaker' 2>/dev/null
+    && python -c 'import torch, torchaudio, h5py, kaldiio, soundfile, pyarrow, click, scipy, yaml, tqdm, matplotlib, pytest, pyspeaker' 2>/dev/null
 }
 
 if _pyspeaker_active_ok; then
@@ -31,7 +31,7 @@ elif [ "$(cat "$_pyspeaker_venv/.pyspeaker-stamp" 2>/dev/null)" != "$_pyspeaker_
       -r "$_pyspeaker_root/requirements.txt" 2>&1 | grep -v 'is ignored: it is neither' >&2 || true
     "$_pyspeaker_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
       -e "$_pyspeaker_root" 2>&1 | grep -v 'is ignored: it is neither' >&2 || true
-    "$_pyspeaker_venv/bin/python" -c 'import torch, torchaudio, h5py, kaldiio, soundfile, pyspeaker' \
+    "$_pyspeaker_venv/bin/python" -c 'import torch, torchaudio, h5py, kaldiio, soundfile, pyarrow, pyspeaker' \
       || { echo "[setup] environment in $_pyspeaker_venv is incomplete: see pip's messages above" >&2; exit 1; }
     echo "$_pyspeaker_stamp_want" > "$_pyspeaker_venv/.pyspeaker-stamp"
   ) || return 1 2>/dev/null || exit 1

@@ -49,41 +49,21 @@ def train(scores_path: Path, trials_path: Path, out: Path, p_target: float) -> N
 
 
 def apply_to_file(scores_path: Path, out: Path, cal, precision: int = 6) -> tuple[int, int]:
-    """Rewrite a scores file with ``cal`` applied to its score field; returns ``(lines, bytes)``."""
-    import numpy as np
-
-    from pyspeaker.data.trials import _fields_per_line
-    from pyspeaker.errors import DataError
+    """Rewrite a scores file with ``cal`` applied to its score field (the other fields kept as they
+    are, blank lines left out); returns ``(lines, bytes)``."""
     from pyspeaker.fileio import atomic_file
-    from pyspeaker.scoring.lists import _line_ends, _parse_floats, iter_blocks
+    from pyspeaker.data.columns import write_lines
+    from pyspeaker.scoring.lists import score_blocks, score_layout, score_strings
 
-    n_fields = None
+    layout, _ = score_layout(scores_path, any_fields=True)
     lines = 0
     with atomic_file(out) as tmp:
         with open(tmp, "wb") as f:
-            for block, first in iter_blocks(scores_path):
-                ends = _line_ends(block)
-                counts = _fields_per_line(block, ends)
-                present = np.flatnonzero(counts > 0)
-                if present.size == 0:
-                    continue
-                if n_fields is None:
-                    n_fields = int(counts[present[0]])
-                    if n_fields < 3:
-                        raise DataError(f"expected 3 fields '<enroll> <test> <score>', got {n_fields}",
-                                        path=scores_path, line=first + int(present[0]))
-                bad = present[counts[present] != n_fields]
-                if bad.size:
-                    raise DataError(f"expected {n_fields} fields like the first line, got {int(counts[bad[0]])}",
-                                    path=scores_path, line=first + int(bad[0]))
-                tokens = block.split()
-                values = cal.apply(_parse_floats(tokens[2::n_fields], scores_path, present + first))
-                tokens[2::n_fields] = [b"%.*f" % (precision, v) for v in values.tolist()]
-                m = len(present)
-                f.write((b" ".join([b"%s"] * n_fields) + b"\n") * m % tuple(tokens))
-                lines += m
-        if n_fields is None:
-            raise DataError("scores file is empty", path=scores_path)
+            for block, values in score_blocks(scores_path, layout):
+                columns = [block.column(name) for name in layout.names]
+                columns[2] = score_strings(cal.apply(values), precision)
+                write_lines(f, columns)
+                lines += len(block)
         size = tmp.stat().st_size
     return lines, size
 

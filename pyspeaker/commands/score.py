@@ -9,11 +9,20 @@ linear calibration to log-likelihood ratios (``--calibration``). Next to the sco
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pyspeaker.log import get_logger
+
+if TYPE_CHECKING:  # the command imports numpy, pyarrow and the back-ends only when it runs
+    import numpy as np
+
+    from pyspeaker.data.trials import Trials
+    from pyspeaker.scoring.backend import Backend
+    from pyspeaker.scoring.calibration import Calibration
 
 log = get_logger(__name__)
 
@@ -51,15 +60,15 @@ def load_mean(mean_file: Path | None, mean_from: Path | None):
     return vec.reshape(-1)
 
 
-def _crop_scores(trial_codes, embeddings: Path, test_embeddings: Path | None, calib):
+def _crop_scores(trials, embeddings: Path, test_embeddings: Path | None, calib):
     from pyspeaker.scoring.crops import crop_scores
-    from pyspeaker.scoring.pipeline import embedding_rows
+    from pyspeaker.scoring.pipeline import trial_rows
     from pyspeaker.store.embeddings import load_crop_embeddings
 
     ids, crops = load_crop_embeddings(embeddings)
-    test_ids, test_crops = (ids, crops) if test_embeddings is None else load_crop_embeddings(test_embeddings)
-    scores = crop_scores(crops, embedding_rows(trial_codes, trial_codes.enroll, ids, "enroll"),
-                         test_crops, embedding_rows(trial_codes, trial_codes.test, test_ids, "test"))
+    test_ids, test_crops = (None, crops) if test_embeddings is None else load_crop_embeddings(test_embeddings)
+    enroll_rows, test_rows = trial_rows(trials, ids, test_ids)
+    scores = crop_scores(crops, enroll_rows, test_crops, test_rows)
     return scores if calib is None else calib.apply(scores)
 
 
@@ -78,7 +87,7 @@ def _check_dimensions(sources: dict) -> None:
             raise DataError(f"{option} has dimension {dim}, but {first[0]} {first[1]} has {first[2]}", path=path)
 
 
-def _check_finite_scores(scores, trial_codes, trials: Path) -> None:
+def _check_finite_scores(scores, trials, trials_path: Path) -> None:
     """A back-end whose statistics went wrong gives NaN scores: refuse them before writing."""
     import numpy as np
 
@@ -86,9 +95,152 @@ def _check_finite_scores(scores, trial_codes, trials: Path) -> None:
 
     bad = np.flatnonzero(~np.isfinite(scores))
     if bad.size:
-        raise DataError(f"{bad.size} scores are not finite (first: trial {trial_codes.pair(int(bad[0]))} scored "
-                        f"{scores[bad[0]]}); check the back-end and the embeddings", path=trials,
-                        line=trial_codes.line(int(bad[0])))
+        raise DataError(f"{bad.size} scores are not finite (first: trial {trials.pair(int(bad[0]))} scored "
+                        f"{scores[bad[0]]}); check the back-end and the embeddings", path=trials_path,
+                        line=trials.line(int(bad[0])))
+
+
+@dataclass
+class _Run:
+    """What one scoring run reads: the options' files, loaded."""
+
+    trials: Trials
+    ids: list[str]
+    matrix: np.ndarray
+    test_ids: list[str] | None = None
+    test_matrix: np.ndarray | None = None
+    backend: Backend | None = None
+    cohort: Path | None = None
+    cohort_matrix: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    calib: Calibration | None = None
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The command's options (see the click decorators below)."""
+
+    embeddings: Path
+    test_embeddings: Path | None
+    trials: Path
+    out: Path
+    backend_dir: Path | None
+    mean_from: Path | None
+    mean_file: Path | None
+    score_norm: str
+    cohort: Path | None
+    top_n: int
+    num_utts: Path | None
+    crop_scoring: bool
+    calibration: Path | None
+
+
+def _check_options(o: _Options) -> None:
+    """Refuse outputs that would replace an input, and option combinations that make no sense."""
+    from pyspeaker.errors import ConfigError
+    from pyspeaker.fileio import refuse_overlap
+    from pyspeaker.scoring.pipeline import check_sidecar_free, sidecar_path
+
+    refuse_overlap({"--out": o.out, "--out (its scores.json)": sidecar_path(o.out)},
+                   {"--embeddings": o.embeddings, "--test-embeddings": o.test_embeddings,
+                    "--trials": o.trials, "--backend-dir": o.backend_dir, "--mean-from": o.mean_from,
+                    "--mean": o.mean_file, "--cohort": o.cohort, "--num-utts": o.num_utts,
+                    "--calibration": o.calibration})
+    if o.mean_from is not None and o.mean_file is not None:
+        raise ConfigError("give --mean-from or --mean, not both")
+    if o.backend_dir is not None and (o.mean_from is not None or o.mean_file is not None):
+        raise ConfigError("give --backend-dir or a mean (--mean/--mean-from), not both: the back-end has its own mean")
+    if o.crop_scoring and (o.backend_dir or o.mean_from or o.mean_file or o.score_norm != "none" or o.num_utts):
+        raise ConfigError("--crop-scoring is voxceleb_trainer's own score: give no back-end, mean, norm or num-utts")
+    check_sidecar_free(o.out)
+
+
+def _load(o: _Options) -> _Run:
+    """Trials, embeddings, back-end, cohort, enrollment counts and calibration named by the options."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspeaker.data.trials import read_trials
+    from pyspeaker.errors import ConfigError
+    from pyspeaker.scoring.backend import CosineBackend, cohort_path, load_backend
+    from pyspeaker.scoring.pipeline import utterance_counts
+    from pyspeaker.store.embeddings import load_embeddings
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the trial list is parsed while the embeddings load
+        trials = pool.submit(read_trials, o.trials)
+        try:
+            ids, matrix = load_embeddings(o.embeddings)
+        except Exception:
+            trials.result()  # a bad trial list is reported first, as when it was read first
+            raise
+        run = _Run(trials.result(), ids, matrix)
+    if o.test_embeddings is not None:
+        run.test_ids, run.test_matrix = load_embeddings(o.test_embeddings)
+    meta = None
+    if o.backend_dir is not None:
+        run.backend, meta = load_backend(o.backend_dir)
+    else:
+        run.backend = CosineBackend(load_mean(o.mean_file, o.mean_from))
+    if o.score_norm != "none":
+        run.cohort = o.cohort if o.cohort is not None or o.backend_dir is None else \
+            cohort_path(o.backend_dir, meta)
+        if run.cohort is None:
+            raise ConfigError(f"--score-norm {o.score_norm} needs --cohort (or a --backend-dir with a cohort)")
+        _, run.cohort_matrix = load_embeddings(run.cohort)
+    if o.num_utts is not None:
+        run.counts = utterance_counts(o.num_utts, run.ids)
+    if o.calibration is not None:
+        from pyspeaker.scoring.calibration import Calibration
+
+        run.calib = Calibration.load(o.calibration)
+    _check_dimensions({"--embeddings": (o.embeddings, run.matrix),
+                       "--test-embeddings": (o.test_embeddings, run.test_matrix),
+                       "--backend-dir" if o.backend_dir else "--mean": (
+                           o.backend_dir or o.mean_file or o.mean_from, run.backend.mean),
+                       "--cohort": (run.cohort, run.cohort_matrix)})
+    return run
+
+
+def _scores(run: _Run, o: _Options):
+    """Every trial's score, in trial order."""
+    from pyspeaker.scoring.pipeline import score_codes
+
+    if o.crop_scoring:
+        return _crop_scores(run.trials, o.embeddings, o.test_embeddings, run.calib)
+    return score_codes(run.trials, run.ids, run.matrix, test_ids=run.test_ids, test_emb=run.test_matrix,
+                       backend=run.backend, score_norm=o.score_norm, cohort=run.cohort_matrix, top_n=o.top_n,
+                       num_utts=run.counts, calibration=run.calib, overwrite=True)
+
+
+def _label(run: _Run, o: _Options) -> str:
+    return "voxceleb_trainer-crops" if o.crop_scoring else run.backend.label
+
+
+def _sidecar(run: _Run, o: _Options, num_scores: int, size: int) -> dict:
+    """What scores.json says about the scores: inputs, back-end, normalisation, calibration."""
+    path = lambda key: None if getattr(o, key) is None else str(getattr(o, key))  # noqa: E731
+    norm = o.score_norm
+    return {
+        "scores": str(o.out), "num_trials": num_scores, "scores_bytes": size,
+        "trials": str(o.trials), "trials_lines": run.trials.num_lines,
+        "embeddings": str(o.embeddings), "test_embeddings": path("test_embeddings"),
+        "backend": _label(run, o), "backend_type": "crops" if o.crop_scoring else run.backend.name,
+        "backend_dir": path("backend_dir"), "mean": path("mean_file") or path("mean_from"),
+        "score_norm": norm, "top_n": o.top_n if norm == "asnorm" else None,
+        "cohort": None if run.cohort_matrix is None else str(run.cohort),
+        "cohort_size": None if run.cohort_matrix is None else int(len(run.cohort_matrix)),
+        "num_utts": path("num_utts"), "calibration": path("calibration"), "calibrated": run.calib is not None,
+    }
+
+
+def _log_done(run: _Run, o: _Options, num_scores: int, times: list[float]) -> None:
+    norm = o.score_norm
+    norm_text = "" if norm == "none" else f", {norm}" + (f" (top {o.top_n})" if norm == "asnorm" else "")
+    mean = not o.crop_scoring and run.backend.name == "cosine" and run.backend.mean is not None
+    load, score, write = (b - a for a, b in zip(times, times[1:]))
+    log.info("scored %d trials from %s with %d embeddings, %s%s%s%s (load %.2f s, score %.2f s, write %.2f s) -> %s",
+             num_scores, o.trials, len(run.ids) + (len(run.test_ids) if run.test_ids is not None else 0),
+             _label(run, o), ", mean subtracted" if mean else "", norm_text,
+             ", calibrated" if run.calib is not None else "", load, score, write, o.out)
 
 
 @click.command(name="score")
@@ -124,88 +276,22 @@ def _check_finite_scores(scores, trial_codes, trials: Path) -> None:
                    "the mean distance between the normalised crops of the two sides. No back-end or norm.")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="calibration.json from 'pyspeaker calibrate train': write calibrated scores (LLRs).")
-def command(embeddings: Path, test_embeddings: Path | None, trials: Path, out: Path, backend_dir: Path | None,
-            mean_from: Path | None, mean_file: Path | None, score_norm: str, cohort: Path | None, top_n: int,
-            num_utts: Path | None, crop_scoring: bool, calibration: Path | None) -> None:
+def command(**kwargs) -> None:
     """Score every trial with the chosen back-end and write scores.txt (atomically)."""
-    from pyspeaker.errors import ConfigError
-    from pyspeaker.fileio import refuse_overlap
     from pyspeaker.log import setup_logging
-    from pyspeaker.scoring.backend import CosineBackend, cohort_path, load_backend
-    from pyspeaker.scoring.lists import read_trial_codes
-    from pyspeaker.scoring.pipeline import (check_sidecar_free, read_num_utts, score_codes, sidecar_path,
-                                            write_scores, write_sidecar)
-    from pyspeaker.store.embeddings import load_embeddings
+    from pyspeaker.scoring.lists import write_scores
+    from pyspeaker.scoring.pipeline import write_sidecar
 
     setup_logging()
-    refuse_overlap({"--out": out, "--out (its scores.json)": sidecar_path(out)},
-                   {"--embeddings": embeddings, "--test-embeddings": test_embeddings, "--trials": trials,
-                    "--backend-dir": backend_dir, "--mean-from": mean_from, "--mean": mean_file, "--cohort": cohort,
-                    "--num-utts": num_utts, "--calibration": calibration})
-    if mean_from is not None and mean_file is not None:
-        raise ConfigError("give --mean-from or --mean, not both")
-    if backend_dir is not None and (mean_from is not None or mean_file is not None):
-        raise ConfigError("give --backend-dir or a mean (--mean/--mean-from), not both: the back-end has its own mean")
-    if crop_scoring and (backend_dir or mean_from or mean_file or score_norm != "none" or num_utts):
-        raise ConfigError("--crop-scoring is voxceleb_trainer's own score: give no back-end, mean, norm or num-utts")
-    check_sidecar_free(out)
-    start = time.perf_counter()
-    trial_codes = read_trial_codes(trials)
-    ids, matrix = load_embeddings(embeddings)
-    test_ids = test_matrix = None
-    if test_embeddings is not None:
-        test_ids, test_matrix = load_embeddings(test_embeddings)
-    meta = None
-    if backend_dir is not None:
-        backend, meta = load_backend(backend_dir)
-    else:
-        backend = CosineBackend(load_mean(mean_file, mean_from))
-    cohort_matrix = None
-    if score_norm != "none":
-        if cohort is None and backend_dir is not None:
-            cohort = cohort_path(backend_dir, meta)
-        if cohort is None:
-            raise ConfigError(f"--score-norm {score_norm} needs --cohort (or a --backend-dir with a cohort)")
-        _, cohort_matrix = load_embeddings(cohort)
-    counts = read_num_utts(num_utts, ids) if num_utts is not None else None
-    calib = None
-    if calibration is not None:
-        from pyspeaker.scoring.calibration import Calibration
-
-        calib = Calibration.load(calibration)
-    _check_dimensions({"--embeddings": (embeddings, matrix),
-                       "--test-embeddings": (test_embeddings, test_matrix),
-                       "--backend-dir" if backend_dir else "--mean": (backend_dir or mean_file or mean_from,
-                                                                      backend.mean),
-                       "--cohort": (cohort, cohort_matrix)})
-    loaded = time.perf_counter()
-    if crop_scoring:
-        scores = _crop_scores(trial_codes, embeddings, test_embeddings, calib)
-    else:
-        scores = score_codes(trial_codes, ids, matrix, test_ids=test_ids, test_emb=test_matrix, backend=backend,
-                             score_norm=score_norm, cohort=cohort_matrix, top_n=top_n, num_utts=counts,
-                             calibration=calib)
-    scored = time.perf_counter()
-    _check_finite_scores(scores, trial_codes, trials)
-    size = write_scores(out, trial_codes, scores)
-    label = "voxceleb_trainer-crops" if crop_scoring else backend.label
-    write_sidecar(out, {
-        "scores": str(out), "num_trials": len(scores), "scores_bytes": size,
-        "trials": str(trials), "trials_lines": trial_codes.num_lines,
-        "embeddings": str(embeddings), "test_embeddings": None if test_embeddings is None else str(test_embeddings),
-        "backend": label,
-        "backend_type": "crops" if crop_scoring else backend.name,
-        "backend_dir": None if backend_dir is None else str(backend_dir),
-        "mean": str(mean_file or mean_from) if (mean_file or mean_from) else None,
-        "score_norm": score_norm, "top_n": top_n if score_norm == "asnorm" else None,
-        "cohort": None if cohort_matrix is None else str(cohort),
-        "cohort_size": None if cohort_matrix is None else int(len(cohort_matrix)),
-        "num_utts": None if num_utts is None else str(num_utts),
-        "calibration": None if calibration is None else str(calibration), "calibrated": calib is not None,
-    })
-    done = time.perf_counter()
-    norm_text = "" if score_norm == "none" else f", {score_norm}" + (f" (top {top_n})" if score_norm == "asnorm" else "")
-    log.info("scored %d trials from %s with %d embeddings, %s%s%s%s (load %.2f s, score %.2f s, write %.2f s) -> %s",
-             len(scores), trials, len(ids) + (len(test_ids) if test_ids is not None else 0), label,
-             ", mean subtracted" if not crop_scoring and backend.name == "cosine" and backend.mean is not None else "", norm_text,
-             ", calibrated" if calib is not None else "", loaded - start, scored - loaded, done - scored, out)
+    options = _Options(**kwargs)
+    _check_options(options)
+    times = [time.perf_counter()]
+    run = _load(options)
+    times.append(time.perf_counter())
+    scores = _scores(run, options)
+    times.append(time.perf_counter())
+    _check_finite_scores(scores, run.trials, options.trials)
+    size = write_scores(options.out, run.trials, scores)
+    write_sidecar(options.out, _sidecar(run, options, len(scores), size))
+    times.append(time.perf_counter())
+    _log_done(run, options, len(scores), times)

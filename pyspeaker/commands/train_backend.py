@@ -57,8 +57,8 @@ def command(embeddings: Path, out_dir: Path, backend: str, utt2spk: Path | None,
     from pyspeaker.errors import ConfigError
     from pyspeaker.fileio import atomic_dir, refuse_overlap
     from pyspeaker.log import get_logger, setup_logging
-    from pyspeaker.scoring.backend import save_backend, speaker_means, train_backend
-    from pyspeaker.store.embeddings import load_embeddings
+    from pyspeaker.scoring.backend import save_backend, train_backend
+    from pyspeaker.store.embeddings import load_embeddings, speaker_means
 
     setup_logging()
     log = get_logger("train-backend")
@@ -74,7 +74,7 @@ def command(embeddings: Path, out_dir: Path, backend: str, utt2spk: Path | None,
                    "num_speakers": None if labels is None else len(set(labels)), **info}
     cohort_data = None
     if cohort and labels is not None:
-        names, means, _ = speaker_means(ids, emb, labels)
+        names, means, _ = speaker_means(ids, emb, dict(zip(ids, labels)))
         cohort_data = (names, means)
     with atomic_dir(out_dir) as tmp:
         save_backend(model, tmp, description, cohort_data)

@@ -8,7 +8,6 @@ with the answer on the diagonal. Parameters ``w`` (clamped > 0) and ``b`` are vo
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from pyspeaker.losses import ScaledCosineLoss, as_groups, top1_accuracy

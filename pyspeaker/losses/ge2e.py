@@ -8,7 +8,6 @@ classification among the batch speakers.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from pyspeaker.losses import ScaledCosineLoss, as_groups, top1_accuracy

@@ -27,7 +27,7 @@ import numpy as np
 from pyspeaker.errors import ConfigError, DataError, require_finite
 from pyspeaker.fileio import ensure_space
 from pyspeaker.log import get_logger
-from pyspeaker.scoring.kernel import matrix_scores, pair_scores, used_rows
+from pyspeaker.scoring.kernel import distinct_rows, matrix_scores, pair_scores, renumbered, used_rows
 from pyspeaker.scoring.lda import Lda, train_lda
 from pyspeaker.scoring.plda import PldaModel, train_plda
 
@@ -46,15 +46,18 @@ class Side:
     bias: np.ndarray | None = None
 
 
-def unit_rows(x: np.ndarray, mean: np.ndarray | None = None, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
-    """Rows of ``x`` minus ``mean``, scaled to length ``scale`` (zero rows stay zero)."""
+def unit_rows(x: np.ndarray, mean: np.ndarray | None = None, scale: float = 1.0, dtype=np.float32,
+              overwrite: bool = False) -> np.ndarray:
+    """Rows of ``x`` minus ``mean``, scaled to length ``scale`` (zero rows stay zero); in ``x`` itself
+    when ``overwrite`` and it has that dtype (no second matrix: 10 million rows are gigabytes)."""
     x = np.asarray(x)
+    out = x if overwrite and x.dtype == dtype and x.flags.writeable else None
     if mean is not None:
         mean = np.asarray(mean, dtype=dtype).reshape(-1)
         if mean.shape[0] != x.shape[1]:
             raise DataError(f"mean has dimension {mean.shape[0]} but embeddings have {x.shape[1]}")
-        out = np.subtract(x, mean, dtype=dtype)
-    else:
+        out = np.subtract(x, mean, dtype=dtype, out=out)
+    elif out is None:
         out = np.array(x, dtype=dtype, copy=True)
     norms = np.sqrt(np.vecdot(out, out))  # no [N, D] temporary, unlike np.linalg.norm
     out *= (scale / np.maximum(norms, np.finfo(dtype).tiny))[:, None]
@@ -73,9 +76,11 @@ class CosineBackend:
     def label(self) -> str:
         return "cosine+mean" if self.mean is not None else "cosine"
 
-    def sides(self, enroll: np.ndarray, test: np.ndarray, num_utts=None) -> tuple[Side, Side]:
-        e = unit_rows(enroll, self.mean)
-        t = e if test is enroll else unit_rows(test, self.mean)
+    def sides(self, enroll: np.ndarray, test: np.ndarray, num_utts=None, overwrite: bool = False
+              ) -> tuple[Side, Side]:
+        """Both sides length-normalised (in the given matrices when ``overwrite``)."""
+        e = unit_rows(enroll, self.mean, overwrite=overwrite)
+        t = e if test is enroll else unit_rows(test, self.mean, overwrite=overwrite)
         if e.shape[1] != t.shape[1]:
             raise DataError(f"enroll embeddings have dimension {e.shape[1]} but test embeddings have {t.shape[1]}")
         return Side(e), Side(t)
@@ -117,7 +122,9 @@ class PldaBackend:
                                                           self.normalize_length)
         return out
 
-    def sides(self, enroll: np.ndarray, test: np.ndarray, num_utts=None) -> tuple[Side, Side]:
+    def sides(self, enroll: np.ndarray, test: np.ndarray, num_utts=None, overwrite: bool = False
+              ) -> tuple[Side, Side]:
+        """Both sides in PLDA space (new matrices: ``overwrite`` changes nothing)."""
         counts = np.asarray(1.0 if num_utts is None else num_utts, dtype=np.float64)
         t = self.transform(test)
         if counts.ndim == 0 or len(counts) == 0 or np.all(counts == counts.flat[0]):
@@ -134,39 +141,35 @@ Backend = CosineBackend | PldaBackend
 
 
 def score_rows(backend: Backend, enroll: np.ndarray, enroll_rows: np.ndarray, test: np.ndarray,
-               test_rows: np.ndarray, num_utts: np.ndarray | None = None) -> np.ndarray:
+               test_rows: np.ndarray, num_utts: np.ndarray | None = None, overwrite: bool = False) -> np.ndarray:
     """Score of ``enroll[enroll_rows[k]]`` against ``test[test_rows[k]]`` for every k.
 
-    Only the rows the trials use are transformed. ``num_utts`` gives each enroll row's utterance
-    count (PLDA only).
+    Only the rows the trials use are transformed (cosine: every row when the trials use at least
+    half of them, which costs less than copying those). ``num_utts`` gives each enroll row's
+    utterance count (PLDA only). ``overwrite``: the matrices may be changed (cosine normalises them
+    in place), for callers that need them for nothing else.
     """
     enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
     test_rows = np.asarray(test_rows, dtype=np.int64)
     if test is enroll and num_utts is None:
         # one matrix for both sides (the usual case): transform each used row once
-        used, e_local, t_local = used_rows(enroll_rows, len(enroll), test_rows)
-        sub = enroll if used.size == len(enroll) else enroll[used]
-        e_side, t_side = backend.sides(sub, sub)
+        used = distinct_rows(enroll_rows, len(enroll), test_rows)
+        if used.size == len(enroll) or (backend.name == "cosine" and used.size * 2 >= len(enroll)):
+            e_side, t_side = backend.sides(enroll, enroll, overwrite=overwrite)
+            e_local, t_local = enroll_rows, test_rows
+        else:
+            e_local, t_local = renumbered(used, len(enroll), enroll_rows, test_rows)
+            sub = enroll[used]  # a copy of ours: normalised in place
+            e_side, t_side = backend.sides(sub, sub, overwrite=True)
     else:
         e_used, e_local = used_rows(enroll_rows, len(enroll))
         t_used, t_local = used_rows(test_rows, len(test))
         counts = None if num_utts is None else np.asarray(num_utts)[e_used]
-        e_side, t_side = backend.sides(enroll[e_used], test[t_used], counts)
+        e_side, t_side = backend.sides(enroll[e_used], test[t_used], counts, overwrite=True)
     return pair_scores(e_side.matrix, t_side.matrix, e_local, t_local, e_side.bias, t_side.bias)
 
 
 # --- training ------------------------------------------------------------------------------------
-
-def speaker_means(ids: list[str], emb: np.ndarray, labels: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(speakers, mean embeddings, utterance counts)``, speakers sorted (Kaldi's spk_xvector)."""
-    names = sorted(set(labels))
-    code = {s: i for i, s in enumerate(names)}
-    cls = np.fromiter((code[s] for s in labels), dtype=np.int64, count=len(labels))
-    counts = np.bincount(cls, minlength=len(names))
-    sums = np.zeros((len(names), emb.shape[1]))
-    np.add.at(sums, cls, np.asarray(emb, dtype=np.float64))
-    return names, (sums / counts[:, None]).astype(np.float32), counts
-
 
 def train_backend(kind: str, emb: np.ndarray, labels: list[str] | None, lda_dim: int | None = 200,
                   num_em_iters: int = 10) -> tuple[Backend, dict]:
@@ -343,5 +346,5 @@ def read_kaldi_plda(path: str | os.PathLike) -> PldaModel:
 
 
 __all__ = ["BACKENDS", "Backend", "CosineBackend", "PldaBackend", "Side", "cohort_path", "load_backend",
-           "matrix_scores", "read_backend_json", "read_kaldi_plda", "save_backend", "score_rows", "speaker_means",
-           "train_backend", "unit_rows", "write_kaldi_plda"]
+           "matrix_scores", "read_backend_json", "read_kaldi_plda", "save_backend", "score_rows", "train_backend",
+           "unit_rows", "write_kaldi_plda"]

@@ -33,19 +33,28 @@ SDDMM_MIN_TRIALS = 200_000
 THREAD_MIN_TRIALS = 50_000
 
 
-def used_rows(index: np.ndarray, size: int, *more: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``(used, local, *more_local)``: the distinct values of ``index`` (and of the ``more`` index
-    arrays), ascending, and each index array renumbered into them. O(n + size) with a mask instead
-    of a sort (np.unique sorts: ~1 s for 10 million); no copy when every row is used."""
+def distinct_rows(index: np.ndarray, size: int, *more: np.ndarray) -> np.ndarray:
+    """The distinct values of ``index`` (and of the ``more`` index arrays), ascending: O(n + size)
+    with a mask instead of a sort (np.unique sorts: ~1 s for 10 million)."""
     mask = np.zeros(size, dtype=bool)
     for idx in (index, *more):
         mask[idx] = True
-    used = np.flatnonzero(mask)
+    return np.flatnonzero(mask)
+
+
+def renumbered(used: np.ndarray, size: int, *indices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each index array renumbered into ``used`` (ascending distinct rows); as is when every row is used."""
     if used.size == size:
-        return (used, index, *more)
+        return indices
     remap = np.zeros(size, dtype=np.int64)
     remap[used] = np.arange(used.size)
-    return (used, remap[index], *(remap[idx] for idx in more))
+    return tuple(remap[idx] for idx in indices)
+
+
+def used_rows(index: np.ndarray, size: int, *more: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(used, local, *more_local)``: :func:`distinct_rows` and each index array renumbered into them."""
+    used = distinct_rows(index, size, *more)
+    return (used, *renumbered(used, size, index, *more))
 
 
 def pair_scores(a: np.ndarray, b: np.ndarray, a_rows: np.ndarray, b_rows: np.ndarray,
@@ -68,14 +77,13 @@ def pair_scores(a: np.ndarray, b: np.ndarray, a_rows: np.ndarray, b_rows: np.nda
         return np.empty(0, dtype=dtype)
     a_rows = np.asarray(a_rows, dtype=np.int64)
     b_rows = np.asarray(b_rows, dtype=np.int64)
-    a_used, a_local = used_rows(a_rows, len(a))
-    b_used, b_local = used_rows(b_rows, len(b))
+    a_used, b_used = distinct_rows(a_rows, len(a)), distinct_rows(b_rows, len(b))
     if a_used.size * b_used.size <= min(matrix_max_entries, MATRIX_MAX_PER_TRIAL * n):
         product = np.asarray(a[a_used], dtype=dtype) @ np.asarray(b[b_used], dtype=dtype).T
-        scores = product[a_local, b_local]
+        scores = product[renumbered(a_used, len(a), a_rows)[0], renumbered(b_used, len(b), b_rows)[0]]
     else:
-        a_sub, a_idx = _subset(a, a_used, a_local, a_rows, dtype)
-        b_sub, b_idx = _subset(b, b_used, b_local, b_rows, dtype)
+        a_sub, a_idx = _subset(a, a_used, a_rows, dtype)
+        b_sub, b_idx = _subset(b, b_used, b_rows, dtype)
         if n >= sddmm_min_trials and "torch" in sys.modules:
             scores = _sddmm(a_sub, b_sub, a_idx, b_idx)
         else:
@@ -90,12 +98,11 @@ def pair_scores(a: np.ndarray, b: np.ndarray, a_rows: np.ndarray, b_rows: np.nda
     return total.astype(dtype, copy=False)
 
 
-def _subset(m: np.ndarray, used: np.ndarray, local: np.ndarray, rows: np.ndarray,
-            dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+def _subset(m: np.ndarray, used: np.ndarray, rows: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """The matrix to gather from and the indices into it: the used rows only when they are a small
     part of ``m`` (less memory to touch), else ``m`` itself (copying 100 MB costs more than it saves)."""
     if used.size * 2 < len(m):
-        return np.ascontiguousarray(m[used], dtype=dtype), local
+        return np.ascontiguousarray(m[used], dtype=dtype), renumbered(used, len(m), rows)[0]
     return np.ascontiguousarray(m, dtype=dtype), rows
 
 

@@ -96,8 +96,11 @@ def _load_kaldi_vectors(path: Path) -> tuple[list[str], np.ndarray]:
     return ids, np.stack(rows)
 
 
-def speaker_means(ids: list[str], matrix: np.ndarray, utt2spk: dict[str, str]) -> tuple[list[str], np.ndarray, list[int]]:
-    """Kaldi ``ivector-mean``: average the embeddings of each speaker (sorted speakers, with counts)."""
+def speaker_means(ids: list[str], matrix: np.ndarray, utt2spk: dict[str, str]
+                  ) -> tuple[list[str], np.ndarray, list[int]]:
+    """Kaldi ``ivector-mean``: the mean embedding of each speaker (float64 sums, float32 means) with
+    its utterance count, speakers sorted. The one speaker-mean function: the spk_xvector files and
+    the back-end's cohort (``pyspeaker train-backend``) both come from it."""
     missing = [u for u in ids if u not in utt2spk]
     if missing:
         raise DataError(f"{len(missing)} embeddings have no speaker in utt2spk (first: {missing[0]})")

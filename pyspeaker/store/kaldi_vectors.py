@@ -67,27 +67,36 @@ def write_num_utts(path: str | os.PathLike, counts: Mapping[str, int], binary: b
 
 
 def read_num_utts(path: str | os.PathLike) -> dict[str, int]:
-    """Read ``num_utts.ark`` in Kaldi's text or binary int32 form."""
+    """Read ``num_utts.ark`` in Kaldi's text or binary int32 form; every count must be at least 1
+    (DataError naming the file, and the line of a text table, otherwise)."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
     if b"\0B" not in data:
-        counts = {}
-        for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-            fields = line.split()
-            if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-                raise DataError(f"expected '<id> <count>', got {line.strip()!r}", path=path, line=n)
-            counts[fields[0]] = int(fields[1])
-        return counts
+        from pyspeaker.data.tables import read_table
+
+        return {key: _count(value, path, line) for line, key, value in read_table(path, form="<id> <count>")}
     counts, pos = {}, 0
     while pos < len(data):
         space = data.find(b" ", pos)
         if space < 0 or data[space + 1:space + 4] != b"\0B\x04" or space + 8 > len(data):
             raise DataError(f"not a binary int32 table entry at byte {pos}", path=path)
-        counts[data[pos:space].decode()] = struct.unpack("<i", data[space + 4:space + 8])[0]
+        key = data[pos:space].decode()
+        counts[key] = _count(struct.unpack("<i", data[space + 4:space + 8])[0], path, None, key)
         pos = space + 8
     return counts
+
+
+def _count(value, path, line: int | None, key: str | None = None) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise DataError(f"count '{value}' is not an integer", path=path, line=line) from None
+    if count < 1:
+        raise DataError(f"count {value}{'' if key is None else f' of {key!r}'} must be at least 1", path=path,
+                        line=line)
+    return count
 
 
 def write_speaker_vectors(out_dir: str | os.PathLike, ids: list[str], matrix: np.ndarray,

@@ -79,7 +79,7 @@ class Validator:
 
     def __call__(self, model: torch.nn.Module, device: torch.device) -> dict:
         from pyspeaker.metrics import compute_eer, compute_min_dcf
-        from pyspeaker.scoring.cosine import score_trials
+        from pyspeaker.scoring.pipeline import score_codes
 
         was_training = model.training
         model.eval()
@@ -87,7 +87,7 @@ class Validator:
             emb = self.embeddings(model, device)
         finally:
             model.train(was_training)
-        scores = score_trials(self.utts, emb, self.trials)
+        scores = score_codes(self.trials, self.utts, emb)
         labels = np.asarray(self.trials.labels, dtype=bool)
         eer, _ = compute_eer(scores[labels], scores[~labels])
         min_dcf, _ = compute_min_dcf(scores[labels], scores[~labels], self.p_target)
