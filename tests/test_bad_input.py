@@ -102,15 +102,20 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _nan_wav(w: World, s: Path) -> list:
+def _data_with_audio(w: World, s: Path, index: int, audio: Path) -> Path:
+    """A copy of the data dir whose wav.scp line ``index`` (0-based) points to ``audio``."""
     d = _copy(w.data, s / "data")
+    lines = (d / "wav.scp").read_text().splitlines()
+    lines[index] = f"{lines[index].split()[0]} {audio}"
+    (d / "wav.scp").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def _nan_wav(w: World, s: Path) -> Path:
     x = np.zeros(8000, dtype=np.float32)
     x[100] = np.nan
     sf.write(s / "nan.wav", x, 16000, subtype="FLOAT")
-    lines = (d / "wav.scp").read_text().splitlines()
-    lines[2] = f"s0-u2 {s / 'nan.wav'}"
-    (d / "wav.scp").write_text("\n".join(lines) + "\n")
-    return d
+    return _data_with_audio(w, s, 2, s / "nan.wav")
 
 
 def _bad_spk2utt(w: World, s: Path) -> Path:
@@ -350,11 +355,7 @@ def _mkdir(p: Path) -> Path:
 
 
 def _missing_audio(w: World, s: Path) -> Path:
-    d = _copy(w.data, s / "data")
-    lines = (d / "wav.scp").read_text().splitlines()
-    lines[0] = f"s0-u0 {s / 'gone.wav'}"
-    (d / "wav.scp").write_text("\n".join(lines) + "\n")
-    return d
+    return _data_with_audio(w, s, 0, s / "gone.wav")
 
 
 def _nan_wav_named(w: World, s: Path) -> Path:
@@ -366,21 +367,13 @@ def _nan_wav_named(w: World, s: Path) -> Path:
 
 
 def _rate_8k(w: World, s: Path) -> Path:
-    d = _copy(w.data, s / "data")
     sf.write(s / "low.wav", np.zeros(4000, dtype=np.float32), 8000, subtype="PCM_16")
-    lines = (d / "wav.scp").read_text().splitlines()
-    lines[1] = f"s0-u1 {s / 'low.wav'}"
-    (d / "wav.scp").write_text("\n".join(lines) + "\n")
-    return d
+    return _data_with_audio(w, s, 1, s / "low.wav")
 
 
 def _corrupt_audio(w: World, s: Path) -> Path:
-    d = _copy(w.data, s / "data")
     (s / "junk.wav").write_bytes(b"RIFF\x00\x00junk" * 50)
-    lines = (d / "wav.scp").read_text().splitlines()
-    lines[1] = f"s0-u1 {s / 'junk.wav'}"
-    (d / "wav.scp").write_text("\n".join(lines) + "\n")
-    return d
+    return _data_with_audio(w, s, 1, s / "junk.wav")
 
 
 def _calibration(w: World, s: Path) -> Path:
