@@ -164,13 +164,9 @@ def child_baseline(folder: Path, num: int) -> dict:
 
 def child_measure(result: Path, args: list[str]) -> None:
     """Run one pyspeaker command in this process and record its exit code and peak RSS."""
-    from pyspeaker.cli import main
+    from pyspeaker.cli import run
 
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = int(e.code or 0)
+    code = run(args)
     result.write_text(json.dumps({"returncode": code, "peak_rss_mb": _maxrss_mb()}))
     sys.exit(code)
 

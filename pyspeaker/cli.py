@@ -45,23 +45,25 @@ def _one_line(text: str) -> str:
 
 
 def main(argv=None) -> None:
-    """Run the CLI. Every failure is one ``error: ...`` line on stderr, never a traceback: bad input
-    and refused requests exit 1, usage errors (an unknown option, a value out of range) exit 2."""
-    _run(cli, argv, "pyspeaker")
+    """The ``pyspeaker`` program: run the CLI and exit. Every failure is one ``error: ...`` line on
+    stderr, never a traceback: bad input and refused requests exit 1, usage errors (an unknown
+    option, a value out of range) exit 2."""
+    _leave(run(argv))
+
+
+def run(argv=None, command: click.Command | None = None, prog_name: str = "pyspeaker") -> int:
+    """Run a command line in this process, as :func:`main` does, and return its exit code."""
+    try:
+        _dispatch(command or cli, argv, prog_name)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
 
 
 def run_script(command: click.Command, argv=None) -> None:
     """Run a script's click command (the corpus preparation in ``local/``) as :func:`main` runs the
     ``pyspeaker`` commands: same ``error: ...`` lines and exit codes, ``$0`` as the program name."""
-    _run(command, argv, sys.argv[0] if sys.argv and sys.argv[0] else None)
-
-
-def _run(command: click.Command, argv, prog_name) -> None:
-    try:
-        _dispatch(command, argv, prog_name)
-    except SystemExit as e:
-        _leave(e.code if isinstance(e.code, int) else (0 if e.code is None else 1))
-    _leave(0)
+    _leave(run(argv, command, sys.argv[0] if sys.argv and sys.argv[0] else command.name))
 
 
 def _leave(code: int) -> None:

@@ -340,6 +340,9 @@ CASES: list[Case] = [
                                                                   "--trainfunc", "angleproto", "--test_list",
                                                                   w.trials, "--save-scores", w.trials],
      "is the input --test_list"),
+    # download-model (the downloads themselves, interrupted and mismatched, are in test_download.py)
+    ("download-model: unknown model name", lambda w, s: ["download-model", "no_such.model", "--out", s / "models"],
+     "baseline_lite_ap.model"),
     # corpus preparation scripts (local/): a case named after the script runs it
     ("local/prepare_fsdd.py: missing corpus", lambda w, s: ["local/prepare_fsdd.py", "--fsdd-dir", s / "fsdd",
                                                             "--out", s / "data"], "fsdd"),
