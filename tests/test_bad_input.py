@@ -119,7 +119,10 @@ def _nan_wav(w: World, s: Path) -> Path:
 
 
 def _bad_spk2utt(w: World, s: Path) -> Path:
+    """A data dir with a complete store, whose spk2utt then stops agreeing with utt2spk: the store
+    must not be reported up to date."""
     d = _copy(w.data, s / "data")
+    run_cli("make-features", "--data-dir", d, "--conf", FBANK, "--features-root", s / "f", check=True)
     text = (d / "spk2utt").read_text().replace("s0-u3", "s1-u0", 1)
     (d / "spk2utt").write_text(text)
     return d
