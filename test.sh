@@ -6,4 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
+# test-only extras (requirements-test.txt); if they cannot be installed the tests that need them skip
+python -c 'import onnxruntime, onnx' 2>/dev/null \
+  || python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt 2>&1 \
+     | grep -v 'is ignored: it is neither' >&2 \
+  || true
 exec python -m pytest "$@"

@@ -343,6 +343,11 @@ CASES: list[Case] = [
                                                                   "--trainfunc", "angleproto", "--test_list",
                                                                   w.trials, "--save-scores", w.trials],
      "is the input --test_list"),
+    # export (format names, parity and the other refusals are in test_export.py)
+    ("export: a voxceleb_trainer model", lambda w, s: ["export", "--model", _vt_model(w, s), "--format",
+                                                       "torchscript", "--out", s / "m.pt"], "voxceleb_trainer model"),
+    ("export: --out is --model", lambda w, s: ["export", "--model", w.ckpt, "--format", "onnx", "--out", w.ckpt],
+     "is the input --model"),
     # download-model (the downloads themselves, interrupted and mismatched, are in test_download.py)
     ("download-model: unknown model name", lambda w, s: ["download-model", "no_such.model", "--out", s / "models"],
      "baseline_lite_ap.model"),
