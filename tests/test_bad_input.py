@@ -333,6 +333,13 @@ CASES: list[Case] = [
     ("report: --out is a metrics file", lambda w, s: ["report", "--system", f"a={w.metrics}", "--out", w.metrics],
      "is the input --system"),
     ("plot-training: no metrics.tsv", lambda w, s: ["plot-training", s], "metrics.tsv"),
+    # embed / verify (a model you call)
+    ("embed: a missing WAV", lambda w, s: ["embed", "--model", w.ckpt, s / "nope.wav", "--out", s / "out"],
+     "audio file not found"),
+    ("embed: --out over the embeddings, a missing WAV", lambda w, s: ["embed", "--model", w.ckpt, s / "nope.wav",
+                                                                      "--out", w.emb], "audio file not found"),
+    ("verify: a file that is not a model", lambda w, s: ["verify", "--model", w.trials, w.root / "wav" / "s0-u0.wav",
+                                                         w.root / "wav" / "s0-u1.wav"], "not a pyspeaker model"),
     # average / voxceleb-eval
     ("average: a voxceleb_trainer model", lambda w, s: ["average", "--checkpoint", _vt_model(w, s), "--checkpoint",
                                                         w.ckpt, "--out", s / "avg.pt"], "voxceleb_trainer model"),
