@@ -88,14 +88,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _content_range(value: str | None) -> tuple[int, int | None] | None:
     """``(first byte, total or None)`` of a ``Content-Range: bytes A-B/T`` header."""
     m = re.match(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", value or "")
@@ -187,7 +179,7 @@ def download(url: str, out_dir: str | os.PathLike, name: str, sha256: str | None
     Returns ``(final path, computed sha256, verified)``. A mismatch deletes the partial file and
     raises a DataError naming both checksums; nothing exists under the final name then.
     """
-    from pyspeaker.fileio import write_error, write_text_atomic
+    from pyspeaker.fileio import fsync_path, write_error, write_text_atomic
 
     out_dir = Path(out_dir)
     final = out_dir / name
@@ -214,7 +206,7 @@ def download(url: str, out_dir: str | os.PathLike, name: str, sha256: str | None
                         path=url)
     try:
         os.replace(part, final)
-        _fsync(final.parent)
+        fsync_path(final.parent)
     except OSError as e:
         raise write_error(final, e) from None
     if sha256 is None:

@@ -91,7 +91,8 @@ def ensure_space(path: str | os.PathLike, nbytes: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a directory's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -102,8 +103,8 @@ def _fsync_path(path: Path) -> None:
 def _fsync_tree(root: Path) -> None:
     for folder, _, files in os.walk(root):
         for name in files:
-            _fsync_path(Path(folder) / name)
-        _fsync_path(Path(folder))
+            fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -137,9 +138,9 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o644)
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        _fsync_path(final.parent)
+        fsync_path(final.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise write_error(final, e) from None
@@ -171,7 +172,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_path(final.parent)
+        fsync_path(final.parent)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_error(final, e) from None

@@ -48,6 +48,38 @@ def copy_recipe(dst: Path) -> Path:
     return dst
 
 
+FBANK = str(REPO / "conf" / "fbank.conf")
+# a 1-epoch TDNN of conf/tdnn_small.yaml on a tiny store: a real model in a few seconds
+TINY_TDNN_TRAIN = ["--config", str(REPO / "conf" / "tdnn_small.yaml"), "--threads", "1",
+         *[a for kv in ("train.max_epoch=1", "data.batch_size=8", "data.crop_frames=20", "model.nOut=16",
+                        "train.device=cpu", "augment.specaugment=false") for a in ("--set", kv)]]
+
+
+def write_tone_data_dir(d: Path, wav_dir: Path, n_spk=3, n_utt=4, rate=16000) -> Path:
+    """A data dir of real WAV files: each speaker a tone of its own pitch, plus noise."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    d.mkdir(parents=True)
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    wav, u2s, s2u = [], [], []
+    for s in range(n_spk):
+        utts = []
+        for u in range(n_utt):
+            utt = f"s{s}-u{u}"
+            t = np.arange(int(rate * (0.4 + 0.1 * u))) / rate
+            x = 0.3 * np.sin(2 * np.pi * (120 + 60 * s) * t) + 0.02 * rng.normal(size=t.size)
+            sf.write(wav_dir / f"{utt}.wav", x, rate, subtype="PCM_16")
+            wav.append(f"{utt} {wav_dir / f'{utt}.wav'}\n")
+            u2s.append(f"{utt} s{s}\n")
+            utts.append(utt)
+        s2u.append(f"s{s} {' '.join(utts)}\n")
+    (d / "wav.scp").write_text("".join(wav))
+    (d / "utt2spk").write_text("".join(u2s))
+    (d / "spk2utt").write_text("".join(s2u))
+    return d
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """Run ``python -m pyspeaker ARGS`` as a user would; returns the completed process."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")

@@ -9,35 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, run_cli
-
-FBANK = str(REPO / "conf" / "fbank.conf")
-TRAIN = ["--config", str(REPO / "conf" / "tdnn_small.yaml"), "--threads", "1",
-         *[a for kv in ("train.max_epoch=1", "data.batch_size=8", "data.crop_frames=20", "model.nOut=16",
-                        "train.device=cpu", "augment.specaugment=false") for a in ("--set", kv)]]
-
-
-def _write_data_dir(d: Path, wav_dir: Path, n_spk=3, n_utt=4, rate=16000) -> Path:
-    rng = np.random.default_rng(0)
-    d.mkdir(parents=True)
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    wav, u2s, s2u = [], [], []
-    for s in range(n_spk):
-        utts = []
-        for u in range(n_utt):
-            utt = f"s{s}-u{u}"
-            t = np.arange(int(rate * (0.4 + 0.1 * u))) / rate
-            x = 0.3 * np.sin(2 * np.pi * (120 + 60 * s) * t) + 0.02 * rng.normal(size=t.size)
-            sf.write(wav_dir / f"{utt}.wav", x, rate, subtype="PCM_16")
-            wav.append(f"{utt} {wav_dir / f'{utt}.wav'}\n")
-            u2s.append(f"{utt} s{s}\n")
-            utts.append(utt)
-        s2u.append(f"s{s} {' '.join(utts)}\n")
-    (d / "wav.scp").write_text("".join(wav))
-    (d / "utt2spk").write_text("".join(u2s))
-    (d / "spk2utt").write_text("".join(s2u))
-    return d
-
+from conftest import FBANK, TINY_TDNN_TRAIN, run_cli, write_tone_data_dir
 
 @dataclass
 class Setup:
@@ -54,12 +26,12 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> Setup:
     root = tmp_path_factory.mktemp("api")
-    data = _write_data_dir(root / "data" / "train", root / "wav")
+    data = write_tone_data_dir(root / "data" / "train", root / "wav")
     # VAD and sliding CMN on, so the model's own front-end has to redo all of make-features
     store = Path(run_cli("make-features", "--data-dir", data, "--conf", FBANK, "--features-root", root / "features",
                          "--vad", "--cmn", "sliding", check=True).stdout.strip())
     exp = root / "exp"
-    run_cli("train", "--features", store, "--exp-dir", exp, *TRAIN, check=True)
+    run_cli("train", "--features", store, "--exp-dir", exp, *TINY_TDNN_TRAIN, check=True)
     ckpt = exp / "checkpoints" / "final.pt"
     emb = root / "emb"
     run_cli("extract", "--checkpoint", ckpt, "--features", store, "--out", emb, "--threads", "1", check=True)
@@ -271,7 +243,7 @@ def test_model_trained_from_audio_equals_extract(setup, tmp_path):
     import pyspeaker
 
     exp = tmp_path / "exp_audio"
-    run_cli("train", "--data-dir", setup.data, "--exp-dir", exp, *TRAIN, "--set", f"data.feat_conf={FBANK}",
+    run_cli("train", "--data-dir", setup.data, "--exp-dir", exp, *TINY_TDNN_TRAIN, "--set", f"data.feat_conf={FBANK}",
             "--set", "data.vad=true", "--set", "data.cmn=sliding", check=True)
     store = next((setup.root / "features").glob("fbank_*/train"))
     emb = tmp_path / "emb"
@@ -291,7 +263,7 @@ def test_waveform_model(setup, tmp_path):
     from pyspeaker.errors import ConfigError
 
     exp = tmp_path / "exp_wave"
-    run_cli("train", "--data-dir", setup.data, "--exp-dir", exp, *TRAIN, "--set", "model.waveform=true",
+    run_cli("train", "--data-dir", setup.data, "--exp-dir", exp, *TINY_TDNN_TRAIN, "--set", "model.waveform=true",
             "--set", "model.n_mels=40", check=True)
     model = pyspeaker.load_model(exp, device="cpu")
     assert model.feature_config is None and model.sample_rate == 16000
@@ -325,7 +297,7 @@ def test_feats_scp_model_needs_its_feature_config(setup, tmp_path):
     for name in ("feats.scp", "utt2spk", "spk2utt"):
         shutil.copyfile(store / name, kaldi / name)
     exp = tmp_path / "exp_scp"
-    run_cli("train", "--features", kaldi / "feats.scp", "--exp-dir", exp, *TRAIN, check=True)
+    run_cli("train", "--features", kaldi / "feats.scp", "--exp-dir", exp, *TINY_TDNN_TRAIN, check=True)
     with pytest.raises(ConfigError, match="feature_config"):
         pyspeaker.load_model(exp, device="cpu")
     proc = run_cli("verify", "--model", exp, setup.wav / "s0-u0.wav", setup.wav / "s0-u1.wav", "--device", "cpu")

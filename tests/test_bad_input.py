@@ -18,35 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, run_cli, run_local
-
-FBANK = str(REPO / "conf" / "fbank.conf")
-TRAIN = ["--config", str(REPO / "conf" / "tdnn_small.yaml"), "--threads", "1",
-         *[a for kv in ("train.max_epoch=1", "data.batch_size=8", "data.crop_frames=20", "model.nOut=16",
-                        "train.device=cpu", "augment.specaugment=false") for a in ("--set", kv)]]
-
-
-def _write_data_dir(d: Path, wav_dir: Path, n_spk=3, n_utt=4, rate=16000) -> Path:
-    rng = np.random.default_rng(0)
-    d.mkdir(parents=True)
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    wav, u2s, s2u = [], [], []
-    for s in range(n_spk):
-        utts = []
-        for u in range(n_utt):
-            utt = f"s{s}-u{u}"
-            t = np.arange(int(rate * (0.4 + 0.1 * u))) / rate
-            x = 0.3 * np.sin(2 * np.pi * (120 + 60 * s) * t) + 0.02 * rng.normal(size=t.size)
-            sf.write(wav_dir / f"{utt}.wav", x, rate, subtype="PCM_16")
-            wav.append(f"{utt} {wav_dir / f'{utt}.wav'}\n")
-            u2s.append(f"{utt} s{s}\n")
-            utts.append(utt)
-        s2u.append(f"s{s} {' '.join(utts)}\n")
-    (d / "wav.scp").write_text("".join(wav))
-    (d / "utt2spk").write_text("".join(u2s))
-    (d / "spk2utt").write_text("".join(s2u))
-    return d
-
+from conftest import FBANK, TINY_TDNN_TRAIN, run_cli, run_local, write_tone_data_dir
 
 @dataclass
 class World:
@@ -66,11 +38,11 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("world")
-    data = _write_data_dir(root / "data" / "train", root / "wav")
+    data = write_tone_data_dir(root / "data" / "train", root / "wav")
     store = Path(run_cli("make-features", "--data-dir", data, "--conf", FBANK, "--features-root", root / "features",
                          check=True).stdout.strip())
     exp = root / "exp"
-    run_cli("train", "--features", store, "--exp-dir", exp, *TRAIN, check=True)
+    run_cli("train", "--features", store, "--exp-dir", exp, *TINY_TDNN_TRAIN, check=True)
     ckpt = exp / "checkpoints" / "final.pt"
     emb = root / "emb"
     run_cli("extract", "--checkpoint", ckpt, "--features", store, "--out", emb, "--threads", "1", check=True)
@@ -257,17 +229,17 @@ CASES: list[Case] = [
     ("validate-data: NaN samples", lambda w, s: ["validate-data", _nan_wav(w, s)], "wav.scp:3: samples of audio"),
     ("validate-data: missing dir", lambda w, s: ["validate-data", s / "nope"], "nope"),
     # train
-    ("train: --set unknown key", lambda w, s: ["train", "--features", w.store, "--exp-dir", s / "exp", *TRAIN,
+    ("train: --set unknown key", lambda w, s: ["train", "--features", w.store, "--exp-dir", s / "exp", *TINY_TDNN_TRAIN,
                                                "--set", "data.nosuch=1"], "--set data.nosuch=1: unknown setting"),
-    ("train: --set bad value", lambda w, s: ["train", "--features", w.store, "--exp-dir", s / "exp", *TRAIN,
+    ("train: --set bad value", lambda w, s: ["train", "--features", w.store, "--exp-dir", s / "exp", *TINY_TDNN_TRAIN,
                                              "--set", "optim.lr=-1"], "--set optim.lr=-1: optim.lr must be > 0"),
     ("train: missing config", lambda w, s: ["train", "--features", w.store, "--exp-dir", s / "exp",
                                             "--config", s / "nope.yaml"], "nope.yaml: config file not found"),
-    ("train: exp dir is the store", lambda w, s: ["train", "--features", w.store, "--exp-dir", w.store, *TRAIN],
+    ("train: exp dir is the store", lambda w, s: ["train", "--features", w.store, "--exp-dir", w.store, *TINY_TDNN_TRAIN],
      "is the input --features"),
     ("train: truncated feats.h5", lambda w, s: ["train", "--features", _truncated_store(w, s), "--exp-dir",
-                                                s / "exp", *TRAIN], "feats.h5: cannot read this feature store"),
-    ("train: unknown model", lambda w, s: ["train", "--features", w.store, "--exp-dir", s / "exp", *TRAIN,
+                                                s / "exp", *TINY_TDNN_TRAIN], "feats.h5: cannot read this feature store"),
+    ("train: unknown model", lambda w, s: ["train", "--features", w.store, "--exp-dir", s / "exp", *TINY_TDNN_TRAIN,
                                            "--set", "model.name=Nope"], "--set model.name=Nope: unknown model 'Nope'"),
     # extract / extract-stats
     ("extract: --out is --features", lambda w, s: ["extract", "--checkpoint", w.ckpt, "--features", w.store,
