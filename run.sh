@@ -32,6 +32,8 @@ force=false        # true: redo stages even when their outputs are complete
 nj=2               # parallel jobs for data preparation, features and embeddings
 cmd=""             # one job launcher for stages 1-3 (local, "slurm [sbatch options]"); empty: conf/cmd.sh's
 . conf/cmd.sh      # feat_cmd, train_cmd, extract_cmd: the site's launchers (--feat-cmd ... override one)
+train_from=features   # stages 2-3 read: features (the stage-1 store) or audio (the data dir: features on
+                      # the fly, or the model's waveform front-end, as conf/resnet34v2_softmaxproto.yaml)
 train_opts=""      # more steps/train.sh options, e.g. "--ngpu 4 --nnodes 2" (DDP; multi-node through Slurm)
 validate_opts=""   # options of 'pyspeaker validate-data' at stage 0 (e.g. --no-check-audio)
 protocols=""       # several protocols: "{protocol}" in set names and trials is replaced by each
@@ -47,12 +49,13 @@ A stage whose outputs are complete (for the same settings) is skipped; --force t
 Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe' (recipes/$recipe/config.sh):
 $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
   while IFS='=' read -r name value; do echo "  --${name//_/-} $value"; done)
-  --nj $nj  --systems \"$systems\"  --train-opts \"$train_opts\"
+  --nj $nj  --systems \"$systems\"  --train-from $train_from  --train-opts \"$train_opts\"
   --cmd LAUNCHER   for stages 1-3: local, or \"slurm [sbatch options]\" (e.g. --cmd \"slurm -p cpu --mem=4G\");
                    default from conf/cmd.sh: --feat-cmd \"$feat_cmd\" --train-cmd \"$train_cmd\" --extract-cmd \"$extract_cmd\""
 . utils/parse_options.sh
 if [ -n "$cmd" ]; then feat_cmd=$cmd; train_cmd=$cmd; extract_cmd=$cmd; fi
 [ $# -eq 0 ] || die "unexpected argument '$1' (see ./run.sh --help)"
+case $train_from in features|audio) ;; *) die "--train-from must be features or audio, not '$train_from'" ;; esac
 for sys in $systems; do
   case $sys in trained|untrained) ;; baseline) [ -n "$baseline_feat_conf" ] ||
     die "--systems has baseline but --baseline-feat-conf is empty (e.g. conf/mfcc_8k.conf)" ;;
@@ -112,15 +115,21 @@ for protocol in $protocol_list; do
 
   if run_stage 2 && { has_system trained || has_system untrained; }; then
     log "stage 2: training $exp"
-    train_store=$(feat_store "$p_train")
-    fp=$(fingerprint "$(file_fingerprint "$train_config")" "$train_overrides" "$train_store" \
-         "$(file_fingerprint "$train_store/manifest.json")" ${train_opts:+"$train_opts"})
+    if [ "$train_from" = audio ]; then
+      train_input=data/$p_train; input_opts="--data-dir true"
+      input_fp=$(file_fingerprint "data/$p_train"/{wav.scp,segments,utt2spk})
+    else
+      train_input=$(feat_store "$p_train"); input_opts=""
+      input_fp=$(file_fingerprint "$train_input/manifest.json")
+    fi
+    fp=$(fingerprint "$(file_fingerprint "$train_config")" "$train_overrides" "$train_input" "$input_fp" \
+         ${train_opts:+"$train_opts"})
     if is_done "$exp/.done.train" "$fp" && [ -f "$exp/checkpoints/final.pt" ]; then
       log "stage 2: $exp is trained with these settings, skipping"
     else
       # shellcheck disable=SC2086
       steps/train.sh --config "$train_config" --overrides "$train_overrides" --cmd "$train_cmd" $train_opts \
-        "$train_store" "$exp"
+        $input_opts "$train_input" "$exp"
       mark_done "$exp/.done.train" "$fp"
     fi
     log "training curve: $exp/metrics.tsv"
@@ -136,12 +145,15 @@ for protocol in $protocol_list; do
       log "stage 3: embeddings ($what)"
       for set in "$p_train" "$p_test"; do
         out=$sys_dir/embeddings/$set
-        if [ -n "$ckpt" ]; then store=$(feat_store "$set"); else store=$(feat_store "$set" "$baseline_feat_conf"); fi
+        if [ -z "$ckpt" ]; then store=$(feat_store "$set" "$baseline_feat_conf")
+        elif [ "$train_from" = audio ]; then store=data/$set   # the model computes its own input from the audio
+        else store=$(feat_store "$set"); fi
         # the model and the features of the set (a changed data dir gets a new manifest)
-        fp=$(fingerprint "$(file_fingerprint "$ckpt")" "$(file_fingerprint "$store/manifest.json")")
+        fp=$(fingerprint "$(file_fingerprint "$ckpt")" "$(file_fingerprint "$store"/{manifest.json,wav.scp,segments})")
         if is_done "$out/.done" "$fp"; then log "stage 3: $out is up to date, skipping"; continue; fi
         if [ -n "$ckpt" ]; then
-          steps/extract.sh --nj "$nj" --cmd "$extract_cmd" "$ckpt" "$store" "$out"
+          steps/extract.sh --nj "$nj" --cmd "$extract_cmd" --data-dir "$([ "$train_from" = audio ] && echo true || echo false)" \
+            "$ckpt" "$store" "$out"
         else
           steps/extract_stats.sh "$store" "$out"
         fi

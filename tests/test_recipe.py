@@ -101,3 +101,28 @@ def test_recipe_end_to_end(recipe_dir):
     xv = dict(kaldiio.load_scp(str(exp / "embeddings/test/xvector.scp")).items())
     assert len(xv) == 35 and gone not in xv
     assert "stage 4: " + str((exp / "backend/plda").relative_to(d)) + " is up to date, skipping" in third.stderr
+
+
+def test_waveform_front_end_config_runs_the_recipe_from_audio(tmp_path):
+    """conf/resnet34v2_softmaxproto.yaml (voxceleb_trainer's waveform front-end) through stages 0-6:
+    --train-from audio trains on the data dir and embeds each set from its audio."""
+    d = copy_recipe(tmp_path)
+    args = ["--num-train-speakers", "6", "--num-test-speakers", "4", "--utts-per-speaker", "4", "--nj", "2",
+            "--train-from", "audio", "--train-config", "conf/resnet34v2_softmaxproto.yaml", "--exp-name", "wave",
+            "--backends", "cosine", "--score-norms", "none", "--train-overrides",
+            "train.max_epoch=1 data.batch_size=6 data.crop_frames=50 model.nOut=32 data.num_workers=0 model.n_mels=32"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["./run.sh", *args], cwd=d, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = d / "exp/wave"
+    assert "reads data/train with conf/resnet34v2_softmaxproto.yaml" in proc.stderr
+    for system in (exp, exp / "untrained"):
+        xv = dict(kaldiio.load_scp(str(system / "embeddings/test/xvector.scp")).items())
+        assert len(xv) == 16 and next(iter(xv.values())).shape == (32,)
+        m = json.loads((system / "results/trials/cosine_none/metrics.json").read_text())
+        assert m["num_target"] + m["num_nontarget"] == 48
+    again = subprocess.run(["./run.sh", *args], cwd=d, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "stage 2: exp/wave is trained with these settings, skipping" in again.stderr
+    assert "stage 3: exp/wave/embeddings/test is up to date, skipping" in again.stderr
+    bad = subprocess.run(["./run.sh", "--train-from", "store"], cwd=d, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "--train-from must be features or audio, not 'store'" in bad.stderr
