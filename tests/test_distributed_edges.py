@@ -45,6 +45,11 @@ try:
 except PyspeakerError as e:  # as the CLI does
     print(f"error: {{e.format()}}", file=sys.stderr)
     sys.exit(1)
+finally:  # as train() does: a process group left at exit can abort the interpreter's teardown
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 """
 
 
