@@ -79,3 +79,9 @@ def load_options(eval_frames, num_eval, vt_model, trainfunc, encoder_type, n_out
     out = {k: v for k, v in vt.items() if v is not None}
     out.update(eval_frames=eval_frames, num_eval=num_eval)
     return out
+
+
+# --model of the commands that run a trained model (embed, verify)
+model_path_option = click.option(
+    "--model", "model_path", required=True, type=click.Path(),
+    help="Trained model: a pyspeaker checkpoint (exp/<name>/checkpoints/final.pt) or an experiment dir.")

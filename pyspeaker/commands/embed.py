@@ -8,12 +8,12 @@ from pyspeaker.commands._front_end import (
     front_end_options,
     load_options,
     model_options,
+    model_path_option,
 )
 
 
 @click.command(name="embed")
-@click.option("--model", "model_path", required=True, type=click.Path(),
-              help="Trained model: a pyspeaker checkpoint (exp/<name>/checkpoints/final.pt) or an experiment dir.")
+@model_path_option
 @click.argument("wavs", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--wav-scp", type=click.Path(dir_okay=False), default=None,
               help="Kaldi wav.scp (<utt> <file, 'cmd |' pipe or ark:offset>) of the utterances to embed.")

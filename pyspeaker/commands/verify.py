@@ -8,12 +8,12 @@ from pyspeaker.commands._front_end import (
     front_end_options,
     load_options,
     model_options,
+    model_path_option,
 )
 
 
 @click.command(name="verify")
-@click.option("--model", "model_path", required=True, type=click.Path(),
-              help="Trained model: a pyspeaker checkpoint (exp/<name>/checkpoints/final.pt) or an experiment dir.")
+@model_path_option
 @click.argument("enroll", type=click.Path(dir_okay=False))
 @click.argument("test", type=click.Path(dir_okay=False))
 @click.option("--backend", "backend_dir", type=click.Path(file_okay=False), default=None,
