@@ -13,7 +13,7 @@ Only the standard library speaks HTTP here (urllib).
 """
 from __future__ import annotations
 
-import hashlib
+
 import os
 import re
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from pyspeaker.errors import ConfigError, DataError
+from pyspeaker.fileio import sha256_file
 from pyspeaker.log import get_logger
 
 log = get_logger("pyspeaker.download")
@@ -78,14 +79,6 @@ def resolve(name_or_url: str, sha256: str | None = None) -> tuple[str, str, str 
         return name, name_or_url, expected or (known.sha256 if known else None)
     raise ConfigError(f"unknown model {name_or_url!r}: give an http(s):// URL or one of "
                       f"{', '.join(MODELS)} (see --list)")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _content_range(value: str | None) -> tuple[int, int | None] | None:
@@ -185,7 +178,7 @@ def download(url: str, out_dir: str | os.PathLike, name: str, sha256: str | None
     final = out_dir / name
     part = out_dir / f"{name}.part"
     if final.exists():
-        actual = file_sha256(final)
+        actual = sha256_file(final)
         if sha256 is not None and actual != sha256:
             raise DataError(f"already exists with sha256 {actual}, not the expected {sha256}: remove it to "
                             f"download again", path=final)
@@ -199,7 +192,7 @@ def download(url: str, out_dir: str | os.PathLike, name: str, sha256: str | None
     except OSError as e:
         raise write_error(out_dir, e) from None
     _transfer(url, part, timeout, progress)
-    actual = file_sha256(part)
+    actual = sha256_file(part)
     if sha256 is not None and actual != sha256:
         part.unlink(missing_ok=True)
         raise DataError(f"checksum mismatch: expected sha256 {sha256}, got {actual}; the download was deleted",

@@ -91,19 +91,60 @@ def _features_model(model: nn.Module, with_frontend: bool) -> tuple[nn.Module, b
 
     if isinstance(model, WaveformModel):
         return (model, True) if with_frontend else (model.model, False)
+    if getattr(model, "takes_waveform", False):  # an imported network with its toolkit's own features
+        if not with_frontend:
+            raise ConfigError(f"{type(model).__name__} computes its features from the samples inside the network: "
+                              "export it with --with-frontend (input [batch, samples])")
+        return model, True
     if with_frontend:
         raise ConfigError("--with-frontend applies to waveform models only (model option waveform: true); "
                           "this model takes features")
     return model, False
 
 
+METADATA_KEY = "pyspeaker"  # ONNX metadata_props key / TorchScript extra file "pyspeaker.json"
+
+
+def export_metadata(checkpoint: dict, waveform_in: bool) -> dict:
+    """What ``load_model`` needs to run an exported file as the checkpoint runs: the model options,
+    the front-end settings and what the input is."""
+    return {"model_options": checkpoint.get("model_options", {}), "feat_config": checkpoint.get("feat_config") or {},
+            "speakers": list(checkpoint.get("speakers") or []), "input": "waveform" if waveform_in else "feats"}
+
+
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The pyspeaker metadata of an exported ONNX file (None when it has none)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            return json.loads(prop.value)
+    return None
+
+
+def _add_onnx_metadata(path: Path, metadata: dict) -> None:
+    import json
+
+    import onnx
+
+    model = onnx.load(os.fspath(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    onnx.save(model, os.fspath(path))
+
+
 def export_model(model: nn.Module, fmt: str, out: str | os.PathLike, example_frames: int = 200,
-                 feat_dim: int | None = None, with_frontend: bool = False) -> Path:
+                 feat_dim: int | None = None, with_frontend: bool = False, checkpoint: dict | None = None) -> Path:
     """Write ``model`` (in eval mode) to ``out`` as ``fmt`` ("torchscript" or "onnx"), atomically.
 
     ``example_frames``: length of the example input that is traced (any length works afterwards);
     ``feat_dim``: feature dimension (default the model's ``n_mels``). A waveform model is exported
-    without its front-end (features in) unless ``with_frontend``. Returns ``out``.
+    without its front-end (features in) unless ``with_frontend``. ``checkpoint``: the pyspeaker
+    checkpoint the model comes from; its options and front-end settings are stored in the file
+    (:func:`export_metadata`), so ``pyspeaker.load_model`` can run it. Returns ``out``.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}")
@@ -111,6 +152,9 @@ def export_model(model: nn.Module, fmt: str, out: str | os.PathLike, example_fra
     net, waveform_in = _features_model(model, with_frontend)
     net.eval()
     if waveform_in and fmt == "onnx":
+        if getattr(net, "takes_waveform", False):
+            raise ConfigError(f"{type(net).__name__}'s front-end uses torch.stft, which the ONNX exporter cannot "
+                              "export: use --format torchscript")
         net = _OnnxWaveformModel(net).eval()
     if waveform_in:
         from pyspeaker.models.frontend import crop_samples
@@ -136,11 +180,17 @@ def export_model(model: nn.Module, fmt: str, out: str | os.PathLike, example_fra
         # constructs checked above and in the module docstring
         warnings.simplefilter("ignore")
         with atomic_file(out) as tmp:
+            meta = None if checkpoint is None else export_metadata(checkpoint, waveform_in)
             if fmt == "torchscript":
+                import json
+
                 traced = torch.jit.trace(net, example, check_trace=False)
-                torch.jit.save(traced, str(tmp))
+                extra = {f"{METADATA_KEY}.json": json.dumps(meta)} if meta else {}
+                torch.jit.save(traced, str(tmp), _extra_files=extra)
             else:
                 torch.onnx.export(net, (example,), str(tmp), input_names=[names[0]], output_names=["embedding"],
                                   dynamic_axes={names[0]: names[1], "embedding": {0: "batch"}},
                                   opset_version=ONNX_OPSET, dynamo=False)
+                if meta:
+                    _add_onnx_metadata(tmp, meta)
     return out

@@ -202,6 +202,17 @@ def _resolved(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(os.fspath(path)))
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def refuse_overlap(outputs: Mapping[str, str | os.PathLike | None],
                    inputs: Mapping[str, str | os.PathLike | None]) -> None:
     """Refuse, before any work, an output that is, contains or lies inside one of the inputs.

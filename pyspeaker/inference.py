@@ -388,12 +388,107 @@ def _load_voxceleb_trainer(ckpt_path: Path, ckpt, device, feature_config, eval_f
                         normalize_crops=vt.TEST_NORMALIZE[trainfunc])
 
 
+class ExportedNetwork:
+    """An exported model (ONNX through onnxruntime, or TorchScript) behind the network interface
+    :class:`SpeakerModel` uses: called with a torch tensor, returns a torch tensor."""
+
+    def __init__(self, path: Path, fmt: str, device=None):
+
+        self.fmt = fmt
+        if fmt == "onnx":
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise ConfigError("running an ONNX model needs onnxruntime, which pyspeaker does not install: "
+                                  "pip install onnxruntime", path=path) from None
+            options = ort.SessionOptions()
+            options.log_severity_level = 3  # its graph-optimiser notes are not the user's business
+            self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+            self.input_name = self.session.get_inputs()[0].name
+        else:
+            self.module = _jit_load(path).eval()
+
+    def to(self, device):
+        if self.fmt != "onnx":
+            self.module = self.module.to(device)
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, x):
+        import torch
+
+        if self.fmt != "onnx":
+            return self.module(x)
+        out = self.session.run(None, {self.input_name: x.detach().cpu().numpy()})[0]
+        return torch.from_numpy(out)
+
+
+def _jit_load(path: Path, extra: dict | None = None):
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation note: TorchScript files still load
+        return torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
+
+
+def _exported_format(path: Path) -> str | None:
+    """"onnx" or "torchscript" for a file ``pyspeaker export`` wrote, else None."""
+    import zipfile
+
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if any(n.endswith("/extra/pyspeaker.json") or n.endswith("/constants.pkl") for n in z.namelist()):
+                return "torchscript"
+    return None
+
+
+def _load_exported(path: Path, fmt: str, device, feature_config) -> SpeakerModel:
+    import json
+
+    if fmt == "onnx":
+        try:
+            from pyspeaker.export import read_metadata
+
+            meta = read_metadata(path)
+        except ImportError:
+            raise ConfigError("reading an ONNX model needs the onnx package: pip install onnx onnxruntime",
+                              path=path) from None
+        except Exception as e:  # a damaged or foreign file
+            raise DataError(f"not an ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                            path=path) from None
+    else:
+
+        extra = {"pyspeaker.json": ""}
+        _jit_load(path, extra)
+        meta = json.loads(extra["pyspeaker.json"]) if extra["pyspeaker.json"] else None
+    if not meta:
+        raise DataError("this exported model carries no pyspeaker metadata (front-end settings): export it again "
+                        "with 'pyspeaker export'", path=path)
+    opts = dict(meta.get("model_options") or {})
+    if opts.get("waveform") and meta.get("input") != "waveform":
+        raise ConfigError("this file holds a waveform model without its front-end (features in): export it with "
+                          "--with-frontend to run it from audio", path=path)
+    network = ExportedNetwork(path, fmt, device)
+    checkpoint = {"model_options": opts, "feat_config": meta.get("feat_config") or {},
+                  "speakers": meta.get("speakers") or [], "exported": fmt}
+    return SpeakerModel(network, checkpoint, path, device="cpu" if fmt == "onnx" else device,
+                        feature_config=feature_config)
+
+
 def load_model(path: str | os.PathLike, device=None, feature_config=None, *, eval_frames: int | None = None,
                num_eval: int = 10, **voxceleb_trainer_options) -> SpeakerModel:
     """Load a trained model for inference (see :class:`SpeakerModel`).
 
     ``path``: a pyspeaker checkpoint (``exp/<name>/checkpoints/final.pt``, an epoch or averaged
-    one), an experiment directory (its ``checkpoints/final.pt``), or a voxceleb_trainer ``.model``
+    one), an experiment directory (its ``checkpoints/final.pt``), a model directory written by
+    ``import-model`` (its ``final.pt``), a file written by ``pyspeaker export`` (``.onnx``, run
+    through onnxruntime when installed, or TorchScript), or a voxceleb_trainer ``.model``
     with the options it was trained with (``model``, ``trainfunc``, and as needed ``encoder_type``,
     ``nOut``, ``n_mels``, ``log_input``; voxceleb_trainer's defaults otherwise, except log_input
     False as in ``voxceleb-eval``). ``device``: "cpu", "cuda", ... (default: a GPU when there is one).
@@ -414,6 +509,12 @@ def load_model(path: str | os.PathLike, device=None, feature_config=None, *, eva
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; voxceleb_trainer models take "
                           f"{', '.join(VT_OPTIONS)}")
     ckpt_path = resolve_checkpoint(path)
+    exported = _exported_format(ckpt_path)
+    if exported:
+        if voxceleb_trainer_options or eval_frames:
+            raise ConfigError("an exported model runs on whole utterances with the options it was exported with; "
+                              "crop mode and voxceleb_trainer options do not apply", path=ckpt_path)
+        return _load_exported(ckpt_path, exported, device, feature_config)
     try:
         ckpt = load_checkpoint(ckpt_path)
     except DataError:
@@ -431,5 +532,7 @@ def load_model(path: str | os.PathLike, device=None, feature_config=None, *, eva
     except RuntimeError as e:
         raise DataError(f"the checkpoint's weights do not fit its model options: {str(e).splitlines()[0]}",
                         path=ckpt_path) from None
+    normalize = bool((ckpt.get("inference") or {}).get("normalize_crops", True))
     return SpeakerModel(network, ckpt, ckpt_path, device=device, feature_config=feature_config,
-                        eval_frames=eval_frames or None, num_eval=num_eval)  # 0: the whole utterance
+                        eval_frames=eval_frames or None, num_eval=num_eval,  # 0: the whole utterance
+                        normalize_crops=normalize)

@@ -275,6 +275,13 @@ def test_waveform_model(setup, tmp_path):
         pyspeaker.load_model(exp, device="cpu", feature_config=FBANK)
     proc = run_cli("verify", "--model", exp, setup.wav / "s2-u0.wav", setup.wav / "s2-u1.wav", "--device", "cpu")
     assert proc.returncode == 0 and proc.stdout.split()[1] in ("target", "nontarget"), proc.stderr
+    # extract takes it too, from the data dir's audio (a feature store is refused, naming the way)
+    out = tmp_path / "xv_wave"
+    run_cli("extract", "--checkpoint", exp, "--data-dir", setup.data, "--out", out, "--device", "cpu", check=True)
+    assert np.abs(_extracted(out)["s2-u0"] - model.embed(setup.wav / "s2-u0.wav")).max() <= 1e-6
+    store = next((setup.root / "features").glob("*/train"))
+    bad = run_cli("extract", "--checkpoint", exp, "--features", store, "--out", tmp_path / "xv2")
+    assert bad.returncode == 1 and "embed a data dir with --data-dir" in bad.stderr, bad.stderr
 
 
 def test_feats_scp_model_needs_its_feature_config(setup, tmp_path):
@@ -413,3 +420,30 @@ def test_commands_in_crop_mode(setup, tmp_path):
     assert float(score) == pytest.approx(ref, abs=1e-5) and decision == "target"
     proc = run_cli("verify", "--model", path, setup.wav / "s1-u0.wav", setup.wav / "s1-u2.wav", "--device", "cpu")
     assert proc.returncode == 1 and "--vt-model" in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".ts")])
+def test_exported_model_embeds_as_the_checkpoint(setup, tmp_path, fmt, suffix):
+    """load_model opens what `export` wrote (ONNX through onnxruntime): same front-end (VAD and sliding
+    CMN here, from the file's metadata), same embedding."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="onnxruntime is test-only: pip install -r requirements-test.txt")
+        pytest.importorskip("onnx", reason="onnx is test-only: pip install -r requirements-test.txt")
+    import pyspeaker
+
+    out = tmp_path / f"model{suffix}"
+    run_cli("export", "--model", setup.exp, "--format", fmt, "--out", out, check=True)
+    exported = pyspeaker.load_model(out, device="cpu")
+    eager = pyspeaker.load_model(setup.ckpt, device="cpu")
+    assert exported.feature_config.feat_id() == eager.feature_config.feat_id()
+    for utt in ("s0-u0", "s2-u1"):
+        a, b = exported.embed(setup.wav / f"{utt}.wav"), eager.embed(setup.wav / f"{utt}.wav")
+        assert np.abs(a - b).max() <= 1e-4, utt
+    assert exported.score(setup.wav / "s0-u0.wav", setup.wav / "s0-u1.wav") == pytest.approx(
+        eager.score(setup.wav / "s0-u0.wav", setup.wav / "s0-u1.wav"), abs=1e-4)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not a model" * 10)
+    from pyspeaker.errors import DataError
+
+    with pytest.raises(DataError, match="not an ONNX model"):
+        pyspeaker.load_model(junk)

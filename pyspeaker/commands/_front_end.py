@@ -45,15 +45,10 @@ def feature_config(feat_conf, feat_type, vad, vad_conf, cmn, cmn_window):
                                cmn_window=cmn_window)
 
 
-def model_options(f):
-    """Add the crop-mode and voxceleb_trainer options (--eval-frames, --num-eval, --vt-model, ...)."""
+def vt_options(f):
+    """Add the options of a voxceleb_trainer .model (--vt-model, --trainfunc, --encoder-type, --nOut,
+    --n-mels, --log-input): its trainSpeakerNet.py flags, which the file does not record."""
     options = [
-        click.option("--eval-frames", type=click.IntRange(0), default=None,
-                     help="voxceleb_trainer's evaluation: --num-eval evenly spaced crops of this many frames per "
-                          "utterance, scored by their mean distance (default: the whole utterance; 300 for a "
-                          "voxceleb_trainer model, where 0 is the whole file as one crop)."),
-        click.option("--num-eval", type=click.IntRange(1), default=10, show_default=True,
-                     help="Crops per utterance with --eval-frames."),
         click.option("--vt-model", type=click.Choice(_VT_MODELS), default=None,
                      help="For a voxceleb_trainer .model: the --model it was trained with."),
         click.option("--trainfunc", type=click.Choice(_VT_LOSSES), default=None,
@@ -72,11 +67,32 @@ def model_options(f):
     return f
 
 
-def load_options(eval_frames, num_eval, vt_model, trainfunc, encoder_type, n_out, n_mels, log_input) -> dict:
-    """load_model keywords from the options of :func:`model_options`."""
+def vt_keywords(vt_model, trainfunc, encoder_type, n_out, n_mels, log_input) -> dict:
+    """The voxceleb_trainer flags given with :func:`vt_options`, as load_model / import keywords."""
     vt = {"model": vt_model, "trainfunc": trainfunc, "encoder_type": encoder_type, "nOut": n_out,
           "n_mels": n_mels, "log_input": log_input}
-    out = {k: v for k, v in vt.items() if v is not None}
+    return {k: v for k, v in vt.items() if v is not None}
+
+
+def model_options(f):
+    """Add the crop-mode options (--eval-frames, --num-eval) and :func:`vt_options`."""
+    options = [
+        click.option("--eval-frames", type=click.IntRange(0), default=None,
+                     help="voxceleb_trainer's evaluation: --num-eval evenly spaced crops of this many frames per "
+                          "utterance, scored by their mean distance (default: the whole utterance; 300 for a "
+                          "voxceleb_trainer model, where 0 is the whole file as one crop)."),
+        click.option("--num-eval", type=click.IntRange(1), default=10, show_default=True,
+                     help="Crops per utterance with --eval-frames."),
+    ]
+    f = vt_options(f)
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def load_options(eval_frames, num_eval, vt_model, trainfunc, encoder_type, n_out, n_mels, log_input) -> dict:
+    """load_model keywords from the options of :func:`model_options`."""
+    out = vt_keywords(vt_model, trainfunc, encoder_type, n_out, n_mels, log_input)
     out.update(eval_frames=eval_frames, num_eval=num_eval)
     return out
 
@@ -84,4 +100,5 @@ def load_options(eval_frames, num_eval, vt_model, trainfunc, encoder_type, n_out
 # --model of the commands that run a trained model (embed, verify)
 model_path_option = click.option(
     "--model", "model_path", required=True, type=click.Path(),
-    help="Trained model: a pyspeaker checkpoint (exp/<name>/checkpoints/final.pt) or an experiment dir.")
+    help="Trained model: a pyspeaker checkpoint (exp/<name>/checkpoints/final.pt), an experiment dir, a "
+         "model dir from import-model, or a voxceleb_trainer .model (with --vt-model, --trainfunc, ...).")

@@ -5,10 +5,14 @@ import click
 
 
 @click.command(name="extract")
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="pyspeaker checkpoint (e.g. exp/<name>/checkpoints/final.pt).")
-@click.option("--features", required=True, type=click.Path(file_okay=False),
+@click.option("--checkpoint", required=True, type=click.Path(),
+              help="pyspeaker checkpoint (e.g. exp/<name>/checkpoints/final.pt), experiment dir or model dir "
+                   "from import-model.")
+@click.option("--features", type=click.Path(file_okay=False), default=None,
               help="Feature store directory of the set to embed (features/<feat-id>/<set>).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Instead of --features: a Kaldi data dir, embedded from its audio through the model's own "
+                   "front-end (any model: waveform front-ends, imported models), as 'pyspeaker embed --data-dir'.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory; gets xvector.h5, xvector.scp and xvector.ark (replaced atomically).")
 @click.option("--utt2spk", type=click.Path(dir_okay=False), default=None,
@@ -29,13 +33,26 @@ import click
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
 @click.option("--job-range", hidden=True, default=None)
 @click.option("--job-out", hidden=True, type=click.Path(dir_okay=False), default=None)
-def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, cmd, device, threads, progress,
+@click.pass_context
+def command(ctx, checkpoint, features, data_dir, out_dir, utt2spk, eval_frames, num_eval, nj, cmd, device, threads, progress,
             job_range, job_out):
     """Embed whole utterances (no random crop, no dither) with a trained model.
 
     The feature store must have been made with the same feature config as the training store.
     The same utterance gets the same embedding whatever the batching or the number of jobs.
+    A model that computes its features from the samples (model.waveform, imported models) takes
+    --data-dir instead.
     """
+    if (features is None) == (data_dir is None):
+        raise click.UsageError("give --features (a feature store) or --data-dir (audio), exactly one")
+    if data_dir is not None:
+        if nj > 1 or utt2spk:
+            raise click.UsageError("--nj and --utt2spk go with --features; --data-dir embeds in one job with "
+                                   "the data dir's utt2spk")
+        from pyspeaker.commands import embed
+
+        return ctx.invoke(embed.command, model_path=checkpoint, data_dir=data_dir, out_dir=out_dir,
+                          eval_frames=eval_frames or None, num_eval=num_eval, device=device, threads=threads)
     import sys
     import time
     from pathlib import Path
@@ -51,6 +68,7 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
     from pyspeaker.parallel import parse_cmd, run_jobs
     from pyspeaker.store.embeddings import write_embeddings
     from pyspeaker.store.features import FeatureStore
+    from pyspeaker.inference import resolve_checkpoint
     from pyspeaker.training.checkpoint import model_from_checkpoint
     from pyspeaker.training.distributed import pick_device
 
@@ -62,7 +80,11 @@ def command(checkpoint, features, out_dir, utt2spk, eval_frames, num_eval, nj, c
             parse_cmd(cmd)  # a bad launcher is refused before any work
     if threads:
         torch.set_num_threads(threads)
+    checkpoint = resolve_checkpoint(checkpoint)
     model, ckpt = model_from_checkpoint(checkpoint)
+    if ckpt["model_options"].get("waveform"):
+        raise DataError("this model computes its features from the audio (a waveform front-end): embed a data dir "
+                        "with --data-dir instead of --features", path=checkpoint)
     store = FeatureStore(features)
     want_dim = ckpt["model_options"].get("n_mels")
     if want_dim is not None and not ckpt["model_options"].get("waveform") and want_dim != store.dim:

@@ -81,15 +81,10 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
     Accepts every format listed in the module docstring (``module.`` prefixes are resolved later,
     against the model's keys). DataError if the file is missing, unreadable or not a state dict.
     """
+    from pyspeaker.compat.importing import load_torch_file
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError("checkpoint not found", path=path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # foreign pickles, truncated files, ...: one line, not a traceback
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DataError(f"cannot read as a voxceleb_trainer checkpoint: {type(e).__name__}: {first}",
-                        path=path) from None
+    ckpt = load_torch_file(path, "voxceleb_trainer checkpoint")
     if not isinstance(ckpt, Mapping):
         raise DataError(f"not a voxceleb_trainer checkpoint: it holds a {type(ckpt).__name__}, not a state dict",
                         path=path)
@@ -315,3 +310,27 @@ def export_checkpoint(model: nn.Module, path: str | os.PathLike, *, fmt: str = "
     with atomic_file(path) as tmp:
         torch.save(payload, tmp)
     return state
+
+
+# ----------------------------------------------------------------------------- import-model
+
+def import_voxceleb_trainer(path: str | os.PathLike, model: str = "ResNetSE34L", encoder_type: str = "SAP",
+                            nOut: int = 512, n_mels: int = 40, log_input: bool = False,
+                            trainfunc: str | None = None):
+    """A voxceleb_trainer ``.model`` as an :class:`~pyspeaker.compat.importing.Imported` pyspeaker model
+    (the strict loader above; waveform front-end included). ``trainfunc`` is recorded: it decides
+    whether crop embeddings are L2-normalised in voxceleb_trainer's crop scoring."""
+    from pyspeaker.compat.importing import Imported
+
+    if trainfunc is not None and trainfunc not in TEST_NORMALIZE:
+        raise ConfigError(f"unknown voxceleb_trainer trainfunc {trainfunc!r}; valid: {', '.join(TEST_NORMALIZE)}")
+    if model == "VGGVox":
+        n_mels = VGGVOX_MELS
+    net = load_model(path, model=model, encoder_type=encoder_type, nOut=nOut, n_mels=n_mels, log_input=log_input)
+    options = {"name": model, "waveform": True, "log_input": bool(log_input), "nOut": int(nOut),
+               "encoder_type": encoder_type, "n_mels": int(n_mels), "input_norm": "instance"}
+    settings = {"model": model, "encoder_type": encoder_type, "nOut": int(nOut), "n_mels": int(n_mels),
+                "log_input": bool(log_input), "trainfunc": trainfunc}
+    notes = {"inference": {"normalize_crops": TEST_NORMALIZE.get(trainfunc, True)}}
+    return Imported("voxceleb_trainer", options, {"waveform": True}, net.state_dict(), Path(path),
+                    source_config=settings, notes=notes)

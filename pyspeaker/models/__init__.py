@@ -16,6 +16,12 @@ Names (``name`` in the config; an unknown name is a ConfigError listing these):
   Kaldi's pooling is ``encoder_type: STATS``
 - ``ECAPA-TDNN`` (also ``ECAPA_TDNN``): option ``channels`` 512 or 1024; its own attentive
   statistics pooling with global context is ``encoder_type: ASP``
+
+Imported families (``pyspeaker import-model``; each computes exactly what its source toolkit's
+network computes, with the same tensors): WeSpeaker's ``ResNet18/34/221/293``,
+``ECAPA_TDNN_GLOB_c512/c1024`` and ``CAMPPlus`` (Kaldi fbank input); ``SpeechBrainECAPA`` and
+``ResemblyzerLSTM``, which take the samples and compute their toolkit's own features
+(class attribute ``takes_waveform``; options ``waveform: true``).
 """
 from __future__ import annotations
 
@@ -33,6 +39,16 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "VGGVox": ("pyspeaker.models.vggvox", "VGGVox"),
     "TDNN": ("pyspeaker.models.tdnn", "TDNN"),
     "ECAPA-TDNN": ("pyspeaker.models.ecapa_tdnn", "ECAPA_TDNN"),
+    # imported families (pyspeaker import-model): the source toolkit's network, tensor for tensor
+    "ResNet18": ("pyspeaker.models.wespeaker_resnet", "ResNet18"),
+    "ResNet34": ("pyspeaker.models.wespeaker_resnet", "ResNet34"),
+    "ResNet221": ("pyspeaker.models.wespeaker_resnet", "ResNet221"),
+    "ResNet293": ("pyspeaker.models.wespeaker_resnet", "ResNet293"),
+    "ECAPA_TDNN_GLOB_c512": ("pyspeaker.models.wespeaker_ecapa", "ECAPA_TDNN_GLOB_c512"),
+    "ECAPA_TDNN_GLOB_c1024": ("pyspeaker.models.wespeaker_ecapa", "ECAPA_TDNN_GLOB_c1024"),
+    "CAMPPlus": ("pyspeaker.models.campplus", "CAMPPlus"),
+    "SpeechBrainECAPA": ("pyspeaker.models.speechbrain_ecapa", "SpeechBrainECAPA"),
+    "ResemblyzerLSTM": ("pyspeaker.models.resemblyzer_lstm", "ResemblyzerLSTM"),
 }
 # accepted spellings that are not listed
 _ALIASES = {"ECAPA_TDNN": "ECAPA-TDNN"}
@@ -57,6 +73,15 @@ def build_model(name: str, *, waveform: bool = False, log_input: bool | None = N
     """
     module_name, attr = _REGISTRY[canonical_name(name)]
     constructor = getattr(importlib.import_module(module_name), attr)
+    if getattr(constructor, "takes_waveform", False):
+        # a network with its own front-end (SpeechBrain's Fbank, Resemblyzer's mel): samples in
+        if not waveform or log_input is not None:
+            raise ConfigError(f"model {name} computes its own features from the samples: set waveform: true "
+                              "(and no log_input)")
+        try:
+            return constructor(**options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model {name}: {e}") from None
     if log_input is not None and not waveform:
         raise ConfigError(f"model {name}: log_input applies to the waveform front-end only (set waveform: true); "
                           "features from a feature store are used as they are")
