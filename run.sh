@@ -11,8 +11,9 @@
 #   6  metrics    steps/compute_metrics.sh -> <system>/results/<trials>/<backend>_<norm>/{metrics.json,det.png,hist.png}
 #
 # Stages 3-6 run for each system in $systems: "trained" (<system> = exp/<name>), "untrained" (the
-# same network at its random initialisation, exp/<name>/untrained) and "baseline" (statistics of
-# $baseline_feat_conf features, exp/<name>/baseline); stages 4-6 for every back-end in $backends
+# same network at its random initialisation, exp/<name>/untrained), "baseline" (statistics of
+# $baseline_feat_conf features, exp/<name>/baseline) and "pretrained" (the model dir $pretrained,
+# e.g. from 'pyspeaker import-model', embedding the data dirs' audio; exp/<name>/pretrained); stages 4-6 for every back-end in $backends
 # and score normalisation in $score_norms. A recipe with several protocols (fsdd: open and closed
 # set) runs stages 1-6 once per protocol in $protocols, with exp/<name>/<protocol> as exp/<name>.
 set -euo pipefail
@@ -37,8 +38,9 @@ train_from=features   # stages 2-3 read: features (the stage-1 store) or audio (
 train_opts=""      # more steps/train.sh options, e.g. "--ngpu 4 --nnodes 2" (DDP; multi-node through Slurm)
 validate_opts=""   # options of 'pyspeaker validate-data' at stage 0 (e.g. --no-check-audio)
 protocols=""       # several protocols: "{protocol}" in set names and trials is replaced by each
-systems="trained untrained"   # systems of stages 3-6: trained, untrained, baseline
+systems="trained untrained"   # systems of stages 3-6: trained, untrained, baseline, pretrained
 baseline_feat_conf=""         # features of the baseline system (e.g. conf/mfcc_8k.conf)
+pretrained=""                 # model of the pretrained system: an import-model dir, experiment dir or checkpoint
 . "recipes/$recipe/config.sh"
 
 help_message="Usage: ./run.sh [--recipe NAME] [--stage N] [--stop-stage M] [--force true] [--<setting> VALUE ...]
@@ -50,6 +52,8 @@ Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe'
 $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
   while IFS='=' read -r name value; do echo "  --${name//_/-} $value"; done)
   --nj $nj  --systems \"$systems\"  --train-from $train_from  --train-opts \"$train_opts\"
+  --pretrained DIR  model of the 'pretrained' system (--systems \"pretrained ...\"): a 'pyspeaker import-model' dir,
+                    an experiment dir or a checkpoint; stage 3 embeds the data dirs' audio with it
   --cmd LAUNCHER   for stages 1-3: local, or \"slurm [sbatch options]\" (e.g. --cmd \"slurm -p cpu --mem=4G\");
                    default from conf/cmd.sh: --feat-cmd \"$feat_cmd\" --train-cmd \"$train_cmd\" --extract-cmd \"$extract_cmd\""
 . utils/parse_options.sh
@@ -59,7 +63,14 @@ case $train_from in features|audio) ;; *) die "--train-from must be features or 
 for sys in $systems; do
   case $sys in trained|untrained) ;; baseline) [ -n "$baseline_feat_conf" ] ||
     die "--systems has baseline but --baseline-feat-conf is empty (e.g. conf/mfcc_8k.conf)" ;;
-  *) die "unknown system '$sys' in --systems (valid: trained untrained baseline)" ;; esac
+  pretrained) [ -n "$pretrained" ] || die "--systems has pretrained but --pretrained is empty (a model dir from "\
+"'pyspeaker import-model', e.g. exp/models/resemblyzer)"
+    pretrained_ckpt=""
+    for f in "$pretrained" "$pretrained/final.pt" "$pretrained/checkpoints/final.pt"; do
+      [ -f "$f" ] && { pretrained_ckpt=$f; break; }
+    done
+    [ -n "$pretrained_ckpt" ] || die "--pretrained $pretrained: no model there (a checkpoint, or a dir with final.pt)" ;;
+  *) die "unknown system '$sys' in --systems (valid: trained untrained baseline pretrained)" ;; esac
 done
 
 . ./path.sh
@@ -102,7 +113,7 @@ for protocol in $protocol_list; do
   trials_name=$(basename "$p_trials")
   [ -n "$protocols" ] && log "protocol $protocol: train on data/$p_train, verify $p_trials, in $exp"
 
-  if run_stage 1; then
+  if run_stage 1 && [ "$systems" != pretrained ]; then   # a pretrained model computes its own features
     confs=$feat_conf; has_system baseline && confs="$confs $baseline_feat_conf"
     for conf in $confs; do
       log "stage 1: features ($conf $feat_opts)"
@@ -140,19 +151,21 @@ for protocol in $protocol_list; do
       trained) sys_dir=$exp; ckpt=$exp/checkpoints/final.pt; what="trained model" ;;
       untrained) sys_dir=$exp/untrained; ckpt=$exp/checkpoints/init.pt; what="untrained model" ;;
       baseline) sys_dir=$exp/baseline; ckpt=""; what="baseline: mean + std of $baseline_feat_conf features" ;;
+      pretrained) sys_dir=$exp/pretrained; ckpt=$pretrained_ckpt; what="pretrained model $pretrained" ;;
     esac
+    from_audio=$train_from; [ "$sys_name" = pretrained ] && from_audio=audio   # it brings its own front-end
     if run_stage 3; then
       log "stage 3: embeddings ($what)"
       for set in "$p_train" "$p_test"; do
         out=$sys_dir/embeddings/$set
         if [ -z "$ckpt" ]; then store=$(feat_store "$set" "$baseline_feat_conf")
-        elif [ "$train_from" = audio ]; then store=data/$set   # the model computes its own input from the audio
+        elif [ "$from_audio" = audio ]; then store=data/$set   # the model computes its own input from the audio
         else store=$(feat_store "$set"); fi
         # the model and the features of the set (a changed data dir gets a new manifest)
         fp=$(fingerprint "$(file_fingerprint "$ckpt")" "$(file_fingerprint "$store"/{manifest.json,wav.scp,segments})")
         if is_done "$out/.done" "$fp"; then log "stage 3: $out is up to date, skipping"; continue; fi
         if [ -n "$ckpt" ]; then
-          steps/extract.sh --nj "$nj" --cmd "$extract_cmd" --data-dir "$([ "$train_from" = audio ] && echo true || echo false)" \
+          steps/extract.sh --nj "$nj" --cmd "$extract_cmd" --data-dir "$([ "$from_audio" = audio ] && echo true || echo false)" \
             "$ckpt" "$store" "$out"
         else
           steps/extract_stats.sh "$store" "$out"

@@ -81,6 +81,8 @@ def test_whole_utterance_embedding_equals_the_vt_file_loaded_directly(vt_dir):
      "does not match the model"),
     (["--from", "voxceleb_trainer", "--checkpoint", str(VT_MODEL), "--out", str(FIXTURE)], "contains the input --checkpoint"),
     (["--from", "tensorflow", "--out", "{tmp}/m"], "Invalid value for '--from'"),
+    (["--from", "voxceleb_trainer", "--checkpoint", str(VT_MODEL), "--embedding-norm", str(VT_MODEL),
+      "--out", "{tmp}/m"], "--embedding-norm is SpeechBrain's mean_var_norm_emb.ckpt; voxceleb_trainer has none"),
 ])
 def test_bad_input(args, message, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

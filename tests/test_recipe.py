@@ -126,3 +126,37 @@ def test_waveform_front_end_config_runs_the_recipe_from_audio(tmp_path):
     assert "stage 3: exp/wave/embeddings/test is up to date, skipping" in again.stderr
     bad = subprocess.run(["./run.sh", "--train-from", "store"], cwd=d, env=env, capture_output=True, text=True)
     assert bad.returncode == 1 and "--train-from must be features or audio, not 'store'" in bad.stderr
+
+
+def test_pretrained_system_runs_stages_3_to_6_on_an_imported_model(tmp_path):
+    """--systems pretrained --pretrained DIR: an import-model dir (Resemblyzer's shipped weights) embeds the
+    data dirs' audio (resampled to its 16 kHz), with back-ends and scoring as for a trained system."""
+    pytest.importorskip("resemblyzer", reason="resemblyzer (test-only, ships pretrained.pt) is not installed")
+    import numpy as np
+
+    import pyspeaker
+    from conftest import run_cli
+
+    d = copy_recipe(tmp_path / "r")
+    model = tmp_path / "models" / "resemblyzer"
+    run_cli("import-model", "--from", "resemblyzer", "--out", model, check=True)
+    args = ["--num-train-speakers", "6", "--num-test-speakers", "4", "--utts-per-speaker", "4", "--nj", "2",
+            "--systems", "pretrained", "--pretrained", str(model), "--exp-name", "pre",
+            "--backends", "cosine plda", "--score-norms", "none"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["./run.sh", *args], cwd=d, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stage 1" not in proc.stderr and "stage 2" not in proc.stderr  # no features, no training
+    system = d / "exp/pre/pretrained"
+    xv = dict(kaldiio.load_scp(str(system / "embeddings/test/xvector.scp")).items())
+    assert len(xv) == 16 and next(iter(xv.values())).shape == (256,)
+    utt = sorted(xv)[0]
+    wav = next(line.split(maxsplit=1)[1] for line in (d / "data/test/wav.scp").read_text().splitlines()
+               if line.split()[0] == utt)
+    assert np.abs(xv[utt] - pyspeaker.load_model(model, device="cpu").embed(wav.strip())).max() <= 1e-5
+    for be in ("cosine", "plda"):
+        m = json.loads((system / f"results/trials/{be}_none/metrics.json").read_text())
+        assert m["num_target"] + m["num_nontarget"] == 48 and 0 <= m["eer"] <= 100
+    assert "pretrained" in (d / "exp/pre/RESULTS.md").read_text()
+    bad = subprocess.run(["./run.sh", "--systems", "pretrained"], cwd=d, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "--systems has pretrained but --pretrained is empty" in bad.stderr

@@ -15,13 +15,17 @@ from pyspeaker.commands._front_end import vt_keywords, vt_options
                    "a voxceleb_trainer .model; for Resemblyzer optional (default: the pretrained.pt inside the "
                    "installed resemblyzer package).")
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
-              help="WeSpeaker: the model's config.yaml (model, model_args, fbank_args); SpeechBrain: its "
-                   "hyperparams.yaml (optional, default spkrec-ecapa-voxceleb's settings).")
+              help="WeSpeaker: the model's config.yaml (model, model_args, fbank_args; default: a config.yaml "
+                   "beside the checkpoint or above its models/ folder); SpeechBrain: its hyperparams.yaml "
+                   "(default: spkrec-ecapa-voxceleb's settings).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (final.pt + source.json), used as --model / --pretrained / "
                    "--init-from anywhere a trained model goes.")
+@click.option("--embedding-norm", type=click.Path(dir_okay=False), default=None,
+              help="SpeechBrain: its mean_var_norm_emb.ckpt, to subtract the embedding mean as "
+                   "encode_batch(normalize=True) does (SpeechBrain's verification leaves it out).")
 @vt_options
-def command(toolkit, checkpoint, config, out, vt_model, trainfunc, encoder_type, n_out, n_mels, log_input):
+def command(toolkit, checkpoint, config, out, embedding_norm, vt_model, trainfunc, encoder_type, n_out, n_mels, log_input):
     """Make a pyspeaker model of a WeSpeaker, SpeechBrain, Resemblyzer or voxceleb_trainer model.
 
     Strict: every tensor of the source goes to exactly one tensor of the same shape in pyspeaker's
@@ -37,10 +41,11 @@ def command(toolkit, checkpoint, config, out, vt_model, trainfunc, encoder_type,
 
     setup_logging()
     log = get_logger("pyspeaker.commands.import_model")
-    inputs = {k: v for k, v in (("--checkpoint", checkpoint), ("--config", config)) if v is not None}
+    inputs = {k: v for k, v in (("--checkpoint", checkpoint), ("--config", config),
+                                ("--embedding-norm", embedding_norm)) if v is not None}
     refuse_overlap({"--out": out}, inputs)
     vt = vt_keywords(vt_model, trainfunc, encoder_type, n_out, n_mels, log_input)
-    imported = import_model(toolkit, checkpoint, config, **vt)
+    imported = import_model(toolkit, checkpoint, config, embedding_norm=embedding_norm, **vt)
     write_model_dir(imported, out)
     n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
     log.info("imported %s %s (%d tensors, %s values%s) -> %s", toolkit, imported.model_options["name"],

@@ -139,9 +139,11 @@ def write_model_dir(imp: Imported, out: str | os.PathLike) -> Path:
 
 
 def import_model(toolkit: str, checkpoint: str | os.PathLike | None = None, config: str | os.PathLike | None = None,
-                 **options) -> Imported:
-    """Read a source toolkit's model (see :data:`TOOLKITS`); ``options`` are the voxceleb_trainer flags
-    (model, encoder_type, nOut, n_mels, log_input, trainfunc), refused for the other toolkits."""
+                 embedding_norm: str | os.PathLike | None = None, **options) -> Imported:
+    """Read a source toolkit's model (see :data:`TOOLKITS`). ``embedding_norm``: SpeechBrain's
+    ``mean_var_norm_emb.ckpt`` (its embedding normalisation, applied as ``encode_batch(normalize=True)``);
+    ``options``: the voxceleb_trainer flags (model, encoder_type, nOut, n_mels, log_input, trainfunc).
+    Each is refused for the other toolkits."""
     from pyspeaker.errors import ConfigError
 
     if toolkit not in TOOLKITS:
@@ -151,6 +153,8 @@ def import_model(toolkit: str, checkpoint: str | os.PathLike | None = None, conf
     for given, what in ((checkpoint, "checkpoint"), (config, "config")):
         if given is not None and not given.is_file():
             raise DataError(f"{what} not found", path=given)
+    if embedding_norm is not None and toolkit != "speechbrain":
+        raise ConfigError(f"--embedding-norm is SpeechBrain's mean_var_norm_emb.ckpt; {toolkit} has none")
     if options and toolkit != "voxceleb_trainer":
         raise ConfigError(f"{', '.join(sorted(options))}: options of a voxceleb_trainer model, not of {toolkit}")
     if toolkit == "resemblyzer":
@@ -168,7 +172,7 @@ def import_model(toolkit: str, checkpoint: str | os.PathLike | None = None, conf
     if toolkit == "speechbrain":
         from pyspeaker.compat.speechbrain import import_speechbrain
 
-        return import_speechbrain(checkpoint, config)
+        return import_speechbrain(checkpoint, config, embedding_norm=embedding_norm)
     if config is not None:
         raise ConfigError("a voxceleb_trainer model has no config file: give its training flags as options "
                           "(--vt-model, --trainfunc, ...)")
