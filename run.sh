@@ -40,6 +40,7 @@ validate_opts=""   # options of 'pyspeaker validate-data' at stage 0 (e.g. --no-
 protocols=""       # several protocols: "{protocol}" in set names and trials is replaced by each
 systems="trained untrained"   # systems of stages 3-6: trained, untrained, baseline, pretrained
 baseline_feat_conf=""         # features of the baseline system (e.g. conf/mfcc_8k.conf)
+own_data_dirs=true            # stage 0 writes data/<set> (false: it links the user's dirs, recipe datadir)
 pretrained=""                 # model of the pretrained system: an import-model dir, experiment dir or checkpoint
 . "recipes/$recipe/config.sh"
 
@@ -57,6 +58,8 @@ $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' 
   --cmd LAUNCHER   for stages 1-3: local, or \"slurm [sbatch options]\" (e.g. --cmd \"slurm -p cpu --mem=4G\");
                    default from conf/cmd.sh: --feat-cmd \"$feat_cmd\" --train-cmd \"$train_cmd\" --extract-cmd \"$extract_cmd\""
 . utils/parse_options.sh
+enroll_set=""      # a recipe with separate enroll utterances sets this (data/<enroll_set>)
+if declare -F configure_recipe >/dev/null; then configure_recipe; fi   # settings derived from the options
 if [ -n "$cmd" ]; then feat_cmd=$cmd; train_cmd=$cmd; extract_cmd=$cmd; fi
 [ $# -eq 0 ] || die "unexpected argument '$1' (see ./run.sh --help)"
 case $train_from in features|audio) ;; *) die "--train-from must be features or audio, not '$train_from'" ;; esac
@@ -91,12 +94,18 @@ if run_stage 0; then
   if is_done "data/.done.prepare.$recipe" "$fp"; then
     log "stage 0: data/ is up to date, skipping"
   else
+    made_sets=()
+    for protocol in $protocol_list; do select_protocol "$protocol"; made_sets+=("$p_train" "$p_test"); done
+    [ "$own_data_dirs" = false ] || check_own_data_dirs "$recipe" "${made_sets[@]}"
     prepare_data >&2   # stdout of run.sh carries only the results table
-    for protocol in $protocol_list; do
-      select_protocol "$protocol"
-      # shellcheck disable=SC2086
-      for set in "$p_train" "$p_test"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
-    done
+    if [ "$own_data_dirs" != false ]; then   # (a recipe that links the user's dirs validates them itself)
+      mark_own_data_dirs "$recipe" "${made_sets[@]}"
+      for protocol in $protocol_list; do
+        select_protocol "$protocol"
+        # shellcheck disable=SC2086
+        for set in "$p_train" "$p_test"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
+      done
+    fi
     mark_done "data/.done.prepare.$recipe" "$fp"   # one marker per recipe: recipes share data/
   fi
 fi
@@ -113,11 +122,12 @@ for protocol in $protocol_list; do
   trials_name=$(basename "$p_trials")
   [ -n "$protocols" ] && log "protocol $protocol: train on data/$p_train, verify $p_trials, in $exp"
 
-  if run_stage 1 && [ "$systems" != pretrained ]; then   # a pretrained model computes its own features
-    confs=$feat_conf; has_system baseline && confs="$confs $baseline_feat_conf"
+  if run_stage 1; then   # the features of the systems that use them (a pretrained model computes its own)
+    confs=""; { has_system trained || has_system untrained; } && confs=$feat_conf
+    has_system baseline && confs="$confs $baseline_feat_conf"
     for conf in $confs; do
       log "stage 1: features ($conf $feat_opts)"
-      for set in "$p_train" "$p_test"; do
+      for set in "$p_train" "$p_test" $enroll_set; do
         steps/make_features.sh --conf "$conf" --opts "$feat_opts$([ "$force" = true ] && echo " --force")" \
           --nj "$nj" --cmd "$feat_cmd" "data/$set" features >/dev/null
       done
@@ -156,7 +166,7 @@ for protocol in $protocol_list; do
     from_audio=$train_from; [ "$sys_name" = pretrained ] && from_audio=audio   # it brings its own front-end
     if run_stage 3; then
       log "stage 3: embeddings ($what)"
-      for set in "$p_train" "$p_test"; do
+      for set in "$p_train" "$p_test" $enroll_set; do
         out=$sys_dir/embeddings/$set
         if [ -z "$ckpt" ]; then store=$(feat_store "$set" "$baseline_feat_conf")
         elif [ "$from_audio" = audio ]; then store=data/$set   # the model computes its own input from the audio
@@ -189,14 +199,16 @@ for protocol in $protocol_list; do
         tag=${be}_$norm
         scores=$sys_dir/scores/$trials_name/$tag results=$sys_dir/results/$trials_name/$tag
         if run_stage 5; then
+          enroll_emb=$sys_dir/embeddings/${enroll_set:-$p_test}
           fp=$(fingerprint "$norm" "$asnorm_top_n" "$(file_fingerprint "$sys_dir/embeddings/$p_test/.done")" \
+               "$(file_fingerprint "$enroll_emb/.done")" \
                "$(file_fingerprint "$sys_dir/backend/$be/.done")" "$(file_fingerprint "$p_trials")")
           if is_done "$scores/.done" "$fp"; then
             log "stage 5: $scores is up to date, skipping"
           else
             log "stage 5: scoring $p_trials with $be, score norm $norm ($sys_name)"
             steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
-              "$sys_dir/embeddings/$p_test" "$p_trials" "$scores"
+              ${enroll_set:+--test-embeddings "$sys_dir/embeddings/$p_test"} "$enroll_emb" "$p_trials" "$scores"
             mark_done "$scores/.done" "$fp"
           fi
         fi

@@ -68,6 +68,16 @@ def test_recipe_end_to_end(recipe_dir):
     eer = {system: json.loads((system / "results/trials/cosine_none/metrics.json").read_text())["eer"]
            for system in (exp, exp / "untrained")}
     assert eer[exp] < eer[exp / "untrained"] - 10, eer
+    # the README's verify lines, on this run's model: first and last test files are different speakers
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    lines = [line.split("#")[0].strip() for line in readme.splitlines()
+             if line.startswith("a=$(awk") or line.startswith("pyspeaker verify --model exp/resnet34l_amsoftmax")]
+    assert len(lines) == 2, lines
+    script = "\n".join(lines).replace("resnet34l_amsoftmax", "tdnn_small")
+    verify = subprocess.run(["bash", "-c", script], cwd=d, capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    score, decision = verify.stdout.split()
+    assert decision in ("target", "nontarget") and -1 <= float(score) <= 1
     table = proc.stdout.splitlines()
     assert "EER (%)" in table[0] and len(table) == 1 + 8  # header + (2 systems x 2 back-ends x 2 norms)
     assert sum(line.startswith("untrained") for line in table) == 4

@@ -52,9 +52,18 @@ def _vt_options(f):
                    "(--save_path: voxceleb_trainer's name).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set optim.lr=0.01 --set train.max_epoch=5 (repeatable).")
+@click.option("--init-from", "init_from", default=None, type=click.Path(),
+              help="Fine-tune: start from this model (a pyspeaker checkpoint, an experiment dir, or a model dir "
+                   "of import-model). Its network and weights are used (the config's model section must be left "
+                   "at the defaults or agree with it), with a new loss head for the new speakers. Its front-end "
+                   "stays: a features model trains from a feature store with its feat-id or from audio "
+                   "(--data-dir, its features computed on the fly, no data.feat_conf needed); a waveform model "
+                   "from audio only. Freeze parts of it with --set train.freeze=[PREFIX,...] (prefixes of "
+                   "named_parameters() names; frozen modules stay in eval mode). With --resume yes/auto a run "
+                   "started from the same file (same sha256) continues from its epoch checkpoint.")
 @click.option("--resume", type=click.Choice(["no", "auto", "yes"]), default="no", show_default=True,
               help="Continue from the latest epoch checkpoint in EXP_DIR: yes (fail if impossible), auto "
-                   "(when one exists with the same settings, else start over), no.")
+                   "(when one exists with the same settings and --init-from file, else start over), no.")
 @click.option("--mixedprec", is_flag=True, default=False,
               help="Mixed precision (float16 autocast + gradient scaling) on CUDA; ignored with a warning on CPU.")
 @click.option("--nClasses", "n_classes", type=int, default=None,
@@ -62,8 +71,8 @@ def _vt_options(f):
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar per epoch (default: when on a terminal).")
 @_vt_options
-def command(config_path, features, data_dir, exp_dir, overrides, resume, mixedprec, n_classes, threads, progress,
-            **vt):
+def command(config_path, features, data_dir, exp_dir, overrides, init_from, resume, mixedprec, n_classes, threads,
+            progress, **vt):
     """Train a speaker-embedding network on random fixed-length crops, batches of distinct speakers.
 
     The number of speakers and the feature dimension come from the data. Writes EXP_DIR/config.yaml
@@ -71,6 +80,10 @@ def command(config_path, features, data_dir, exp_dir, overrides, resume, mixedpr
     EER/minDCF when valid.trials is set) and checkpoints/{init,epoch_NNNN,best,final}.pt. Uses CUDA
     when present, the CPU otherwise. Under torchrun (steps/train.sh --ngpu N / --nproc N) each
     process trains on its own share of every epoch (DDP) and the first one writes the files.
+
+    Fine-tuning: --init-from MODEL starts from a trained or imported model (checkpoints record
+    init_from: its path and sha256); train.freeze keeps the parameters under the given name
+    prefixes fixed (not in the optimiser; their modules in eval mode, so BatchNorm statistics stay).
     """
     import os
 
@@ -92,12 +105,13 @@ def command(config_path, features, data_dir, exp_dir, overrides, resume, mixedpr
         torch.set_num_threads(threads)
     if (features is None) == (data_dir is None):
         raise ConfigError("give the training data with --features STORE or --data-dir DIR (one of them)")
-    refuse_overlap({"--exp-dir": exp_dir}, {"--features": features, "--data-dir": data_dir, "--config": config_path})
+    refuse_overlap({"--exp-dir": exp_dir}, {"--features": features, "--data-dir": data_dir, "--config": config_path,
+                                            "--init-from": init_from})
     extra = alias_overrides({k[len("vt_"):]: v for k, v in vt.items()})
     if mixedprec:
         extra.append("train.mixedprec=true")
     cfg = load_config(config_path, extra + list(overrides))
     final = train(cfg, features, exp_dir, progress=progress, data_dir=data_dir, resume=resume,
-                  expected_classes=n_classes)
+                  expected_classes=n_classes, init_from=init_from)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(str(final))

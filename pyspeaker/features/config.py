@@ -358,3 +358,41 @@ def load_feature_config(conf_path: str | os.PathLike, kind: str | None = None,
         opts.update(parse_kaldi_conf(vad_conf, VAD_OPTIONS))
     return FeatureConfig(kind=kind, vad=vad, cmn=cmn, cmn_window=cmn_window, norm_vars=norm_vars,
                          source=os.fspath(conf_path), **opts)
+
+
+def kaldi_conf_text(cfg: FeatureConfig) -> str:
+    """``cfg``'s front-end as a Kaldi option file (every option of its kind, defaults resolved):
+    ``load_feature_config`` (``make-features --conf``) reads it back into the same front-end."""
+    lines = [f"# {cfg.kind} options of feature id {cfg.feat_id()} (VAD and CMN are make-features options)"]
+    lines += [f"--{n.replace('_', '-')}={_format_value(getattr(cfg, n))}" for n in KIND_OPTIONS[cfg.kind]]
+    return "\n".join(lines) + "\n"
+
+
+def vad_conf_text(cfg: FeatureConfig) -> str:
+    """``cfg``'s energy-VAD options as a Kaldi ``compute-vad`` option file (``make-features --vad-conf``)."""
+    return "".join(f"--{n.replace('_', '-')}={_format_value(getattr(cfg, n))}\n" for n in VAD_OPTIONS)
+
+
+def write_kaldi_confs(cfg: FeatureConfig, folder: str | os.PathLike, stem: str = "model") -> list[str] | None:
+    """Write ``cfg`` as ``folder/<kind>_<stem>.conf`` (+ ``vad_<stem>.conf`` with VAD) and return the
+    make-features options that recreate exactly its features (same feat_id); None when make-features
+    cannot express them (variance normalisation)."""
+    if cfg.norm_vars:
+        return None
+    folder = Path(folder)
+    conf = folder / f"{cfg.kind}_{stem}.conf"
+    conf.write_text(kaldi_conf_text(cfg))
+    args = ["--conf", os.fspath(conf)]
+    vad_conf = None
+    if cfg.vad:
+        vad_conf = folder / f"vad_{stem}.conf"
+        vad_conf.write_text(vad_conf_text(cfg))
+        args += ["--vad", "--vad-conf", os.fspath(vad_conf)]
+    if cfg.cmn != "none":
+        args += ["--cmn", cfg.cmn]
+        if cfg.cmn == "sliding" and cfg.cmn_window != 300:
+            args += ["--cmn-window", str(cfg.cmn_window)]
+    again = load_feature_config(conf, vad_conf=vad_conf, vad=cfg.vad, cmn=cfg.cmn, cmn_window=cfg.cmn_window)
+    if again.feat_id() != cfg.feat_id():  # a round trip that does not give the same features is no advice
+        return None
+    return args

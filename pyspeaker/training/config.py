@@ -72,6 +72,11 @@ DEFAULTS: dict = {
         "test_interval": 0,      # validate every N epochs (needs valid.trials); 0 = never
         "keep_last": 0,          # keep only the last K epoch checkpoints (0 = all)
         "channels_last": True,   # NHWC memory layout for 2-D conv networks on CPU (faster with oneDNN)
+        # fine-tuning (mostly with `train --init-from`): prefixes of the network's parameter names as
+        # network.named_parameters() gives them (e.g. [tdnn1, tdnn2]; [model.layer1] behind a waveform
+        # front-end): those parameters are not trained, and every module under a prefix stays in eval
+        # mode (BatchNorm statistics and dropout fixed); [] = train everything
+        "freeze": [],
     },
     "valid": {
         "trials": None,          # Kaldi or VoxCeleb trial list of validation utterances
@@ -282,6 +287,13 @@ def _validate(cfg: dict, path) -> None:
                           path=path)
     if a["babble_speakers"][0] < 1:
         raise ConfigError("augment.babble_speakers must be at least 1", path=path)
+    freeze = t["freeze"]
+    if freeze is None or isinstance(freeze, str):
+        freeze = [] if freeze is None else [freeze]
+    if not isinstance(freeze, (list, tuple)) or not all(isinstance(p, str) and p.strip(". ") for p in freeze):
+        raise ConfigError(f"train.freeze must be a list of parameter-name prefixes (e.g. [tdnn1, tdnn2]), "
+                          f"got {freeze!r}", path=path)
+    t["freeze"] = [p.strip().strip(".") for p in freeze]
     if not 0.0 < float(cfg["valid"]["p_target"]) < 1.0:
         raise ConfigError(f"valid.p_target must be in (0, 1), got {cfg['valid']['p_target']}", path=path)
     if cfg["model"].get("waveform") and d["feat_conf"]:
@@ -316,14 +328,16 @@ RESUMABLE_CHANGES = {("train", "max_epoch"), ("train", "device"), ("train", "tes
 
 
 def resume_mismatch(saved: dict, cfg: dict) -> str | None:
-    """The first setting in which ``cfg`` differs from a checkpoint's config, or None."""
+    """The first setting in which ``cfg`` differs from a checkpoint's config, or None. A setting the
+    checkpoint's config lacks (made before the setting existed) counts as its default."""
     for section in sorted(set(saved) | set(cfg)):
         a, b = saved.get(section, {}), cfg.get(section, {})
         for key in sorted(set(a) | set(b)):
             if (section, key) in RESUMABLE_CHANGES:
                 continue
-            if a.get(key) != b.get(key):
-                return f"{section}.{key} is {b.get(key)!r} here but {a.get(key)!r} in the checkpoint"
+            old = a.get(key, DEFAULTS.get(section, {}).get(key) if section not in _OPEN_SECTIONS else None)
+            if old != b.get(key):
+                return f"{section}.{key} is {b.get(key)!r} here but {old!r} in the checkpoint"
     return None
 
 

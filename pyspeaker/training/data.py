@@ -310,8 +310,12 @@ def feature_config_from(cfg: dict):
 
 
 def load_train_data(cfg: dict, features: str | os.PathLike | None = None,
-                    data_dir: str | os.PathLike | None = None) -> TrainData:
-    """The training set as configured: crops of a feature store, or of audio made into features."""
+                    data_dir: str | os.PathLike | None = None, feature_cfg=None) -> TrainData:
+    """The training set as configured: crops of a feature store, or of audio made into features.
+
+    ``feature_cfg`` (audio only): the FeatureConfig to compute the features with instead of
+    ``data.feat_conf`` (``train --init-from`` a features model: the model's own front-end).
+    """
     d, a = cfg["data"], cfg["augment"]
     seed, crop = int(cfg["train"]["seed"]), int(d["crop_frames"])
     waveform = bool(cfg["model"].get("waveform", False))
@@ -344,10 +348,13 @@ def load_train_data(cfg: dict, features: str | os.PathLike | None = None,
     from pyspeaker.training.augment import WaveAugment
 
     datadir = DataDir.load(data_dir)
-    if not waveform and not d["feat_conf"]:
+    if not waveform and not d["feat_conf"] and feature_cfg is None:
         raise ConfigError("training from audio needs a feature config (--set data.feat_conf=conf/fbank.conf) or "
                           "the network's waveform front-end (--set model.waveform=true)")
-    feature_cfg = None if waveform else feature_config_from(cfg)
+    if waveform:
+        feature_cfg = None
+    elif feature_cfg is None:
+        feature_cfg = feature_config_from(cfg)
     augment = WaveAugment(a, 16000 if feature_cfg is None else int(feature_cfg.sample_frequency)) \
         if (a["noise_dir"] or a["rir_dir"]) else None
     factors = tuple(a["speed_factors"]) if a["speed_perturb"] else (1.0,)

@@ -5,7 +5,8 @@ Outputs in the experiment directory (written by the first process only in a dist
   train.log                  timestamped log
   metrics.tsv                one row per epoch: epoch, loss, accuracy, lr, seconds
                              (+ valid_eer, valid_min_dcf when a validation trial list is set)
-  checkpoints/init.pt        the randomly initialised model (the "untrained" baseline)
+  checkpoints/init.pt        the model before the first step: randomly initialised (the "untrained"
+                             baseline), or the weights of ``init_from``
   checkpoints/epoch_NNNN.pt  after each epoch (the last ``train.keep_last`` when set)
   checkpoints/best.pt        the epoch with the lowest validation EER (with validation)
   checkpoints/final.pt       after the last epoch
@@ -14,6 +15,9 @@ A run resumes from its latest epoch checkpoint (``resume="yes"``, or ``"auto"``:
 one made with the same settings) and then continues exactly as if it had not stopped: model,
 loss, optimiser, lr schedule and gradient scaler come from the checkpoint, and the batches,
 crops, augmentation and random draws of every epoch are functions of (seed, epoch, process).
+
+``init_from`` (``train --init-from``) starts from a trained or imported model and ``train.freeze``
+keeps part of it fixed: rules in :mod:`pyspeaker.training.finetune`.
 """
 from __future__ import annotations
 
@@ -76,7 +80,9 @@ class _RunLog:
         self.pkg.setLevel(self.old_level)
 
 
-def _find_resume_point(ckpt_dir: Path, cfg: dict, mode: str, exp_dir: Path) -> dict | None:
+def _find_resume_point(ckpt_dir: Path, cfg: dict, mode: str, exp_dir: Path, src=None) -> dict | None:
+    from pyspeaker.training.finetune import resume_problem
+
     if mode == "no":
         return None
     found = epoch_checkpoints(ckpt_dir)
@@ -86,7 +92,7 @@ def _find_resume_point(ckpt_dir: Path, cfg: dict, mode: str, exp_dir: Path) -> d
         return None
     epoch, path = found[-1]
     ckpt = load_checkpoint(path)
-    problem = resume_mismatch(ckpt.get("config", {}), cfg)
+    problem = resume_problem(ckpt.get("init_from"), src) or resume_mismatch(ckpt.get("config", {}), cfg)
     if problem:
         if mode == "yes":
             raise ConfigError(f"cannot resume {exp_dir} from {path.name}: {problem}")
@@ -97,12 +103,15 @@ def _find_resume_point(ckpt_dir: Path, cfg: dict, mode: str, exp_dir: Path) -> d
 
 
 def train(cfg: dict, features: str | Path | None, exp_dir: str | Path, progress: bool | None = None, *,
-          data_dir: str | Path | None = None, resume: str = "no", expected_classes: int | None = None) -> Path:
+          data_dir: str | Path | None = None, resume: str = "no", expected_classes: int | None = None,
+          init_from: str | Path | None = None) -> Path:
     """Train as configured; returns the path of the final checkpoint.
 
     Training data: ``features`` (a feature store) or ``data_dir`` (audio). ``resume``: "no",
     "auto" or "yes" (see the module docstring). ``expected_classes`` (voxceleb_trainer's
-    ``--nClasses``) is checked against the number of speakers in the data.
+    ``--nClasses``) is checked against the number of speakers in the data. ``init_from``: a
+    checkpoint, experiment dir or import-model dir to start from (its network and front-end; the
+    config's model section is replaced, see :mod:`pyspeaker.training.finetune`).
     """
     if resume not in RESUME_MODES:
         raise ConfigError(f"resume must be one of {', '.join(RESUME_MODES)}, got {resume!r}")
@@ -118,7 +127,8 @@ def train(cfg: dict, features: str | Path | None, exp_dir: str | Path, progress:
             if info.is_main:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
             runlog = _RunLog(exp_dir, info.is_main)
-        return _train(cfg, features, data_dir, exp_dir, ckpt_dir, progress, resume, expected_classes, info, device)
+        return _train(cfg, features, data_dir, exp_dir, ckpt_dir, progress, resume, expected_classes, info, device,
+                      init_from)
     finally:
         if runlog is not None:
             runlog.close()
@@ -150,6 +160,9 @@ class _Run:
     rows: list
     best_eer: float = float("inf")
     start_epoch: int = 1
+    init: object | None = None          # finetune.InitSource of --init-from
+    keep_eval: list = None              # frozen modules kept in eval mode (train.freeze)
+    trainable: list = None              # the parameters the optimiser updates
 
     @property
     def max_epoch(self) -> int:
@@ -158,16 +171,34 @@ class _Run:
     def base_state(self) -> dict:
         """What every checkpoint holds to rebuild the model."""
         d = self.data
-        return {"model_options": self.model_opts, "config": self.cfg, "speakers": d.speakers, "feat_id": d.feat_id,
-                "feat_config": d.feat_config, "loss_name": self.cfg["loss"]["name"], "pyspeaker_version": __version__}
+        state = {"model_options": self.model_opts, "config": self.cfg, "speakers": d.speakers, "feat_id": d.feat_id,
+                 "feat_config": d.feat_config, "loss_name": self.cfg["loss"]["name"], "pyspeaker_version": __version__}
+        if self.init is not None:
+            state["init_from"] = self.init.record()
+            if "inference" in self.init.ckpt:  # how the model embeds (e.g. voxceleb_trainer's crop normalisation)
+                state["inference"] = dict(self.init.ckpt["inference"] or {})
+        return state
+
+    def train_mode(self) -> None:
+        """Training mode, except for the frozen modules (train.freeze), which stay in eval mode."""
+        self.net.train()
+        for m in self.keep_eval or ():
+            m.eval()
 
 
 def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, resume, expected_classes,
-           info, device) -> Path:
+           info, device, init_from=None) -> Path:
+    from pyspeaker.training import finetune
+
     torch.manual_seed(int(cfg["train"]["seed"]))
-    data = _load_data(cfg, features, data_dir, expected_classes)
-    run = _build_run(cfg, data, data_dir, info, device, exp_dir, ckpt_dir)
-    ckpt = _find_resume_point(ckpt_dir, cfg, resume, exp_dir)
+    src, feature_cfg = None, None
+    if init_from is not None:
+        src = finetune.load_init_source(init_from)
+        cfg = finetune.adopt_model_section(cfg, src)
+        feature_cfg = finetune.front_end(cfg, src, features, data_dir, exp_dir, write=info.is_main)
+    data = _load_data(cfg, features, data_dir, expected_classes, feature_cfg)
+    run = _build_run(cfg, data, data_dir, info, device, exp_dir, ckpt_dir, src, feature_cfg)
+    ckpt = _find_resume_point(ckpt_dir, cfg, resume, exp_dir, src)
     if ckpt is not None:
         _restore(run, ckpt)
     _log_setup(run)
@@ -196,10 +227,10 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
     return final
 
 
-def _load_data(cfg: dict, features, data_dir, expected_classes):
+def _load_data(cfg: dict, features, data_dir, expected_classes, feature_cfg=None):
     from pyspeaker.training.data import load_train_data
 
-    data = load_train_data(cfg, features, data_dir)
+    data = load_train_data(cfg, features, data_dir, feature_cfg)
     num_classes = len(data.speakers)
     if num_classes < 2:
         raise DataError(f"training needs at least 2 speakers, the data have {num_classes}", path=data.source)
@@ -209,9 +240,12 @@ def _load_data(cfg: dict, features, data_dir, expected_classes):
     return data
 
 
-def _build_run(cfg: dict, data, data_dir, info, device, exp_dir: Path, ckpt_dir: Path) -> _Run:
-    """Batches, network, loss, optimiser, schedule and validator of a run."""
+def _build_run(cfg: dict, data, data_dir, info, device, exp_dir: Path, ckpt_dir: Path, src=None,
+               feature_cfg=None) -> _Run:
+    """Batches, network (with the weights of ``src``, finetune.InitSource, and train.freeze applied),
+    loss, optimiser, schedule and validator of a run."""
     from pyspeaker.losses import loss_class
+    from pyspeaker.training import finetune
     from pyspeaker.training.sampler import SpeakerBatchSampler, plan_batches
     from pyspeaker.training.schedule import Schedule
 
@@ -225,8 +259,17 @@ def _build_run(cfg: dict, data, data_dir, info, device, exp_dir: Path, ckpt_dir:
     sampler = SpeakerBatchSampler(data.labels, plan.batch_size, n_per, int(d["max_seg_per_spk"]), seed, info.rank,
                                   info.world_size, bool(d["unique_speakers"]))
     mopts = model_options(cfg, data.feat_dim)
+    if src is not None:  # the checkpoint's network as it was (its weights load strictly)
+        mopts = src.model_options
+        if data.feat_dim is not None and mopts.get("n_mels") not in (None, data.feat_dim):
+            raise ConfigError(f"the training features have dimension {data.feat_dim} but the --init-from model "
+                              f"{src.path} takes n_mels {mopts['n_mels']}")
     model = build_model(**mopts)
-    loss_fn = build_loss(nOut=int(cfg["model"]["nOut"]), num_classes=len(data.speakers), **cfg["loss"])
+    if src is not None:
+        finetune.load_weights(model, src)
+    keep_eval = finetune.freeze(model, list(t["freeze"]))
+    # a new loss head for the speakers of these data, on the network's embedding size
+    loss_fn = build_loss(nOut=int(mopts["nOut"]), num_classes=len(data.speakers), **cfg["loss"])
     mixed = bool(t["mixedprec"])
     if mixed and device.type != "cuda":
         log.warning("train.mixedprec applies to CUDA only; training on %s in float32", device)
@@ -236,16 +279,22 @@ def _build_run(cfg: dict, data, data_dir, info, device, exp_dir: Path, ckpt_dir:
     channels_last = prepare_cpu(cfg, model) if device.type == "cpu" else False
     spec = None
     if a["specaugment"]:
+        from pyspeaker.models.frontend import WaveformModel
+
+        if mopts.get("waveform") and not isinstance(model, WaveformModel):
+            raise ConfigError(f"augment.specaugment: model {mopts['name']} computes its own features inside the "
+                              "network, where SpecAugment cannot reach them; set --set augment.specaugment=false")
         spec = {k: int(a[k]) for k in ("freq_masks", "freq_width", "time_masks", "time_width")}
-    validator = _make_validator(cfg, data_dir)
+    validator = _make_validator(cfg, data_dir, feature_cfg)
     header = METRICS_HEADER if validator is None else METRICS_HEADER.rstrip("\n") + VALID_COLUMNS + "\n"
+    trainable = [p for p in model.parameters() if p.requires_grad] + list(loss_fn.parameters())
     return _Run(cfg, info, device, exp_dir, ckpt_dir, data, plan, sampler, mopts, model, loss_fn,
-                SpeakerNet(model, loss_fn, spec), make_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters())),
+                SpeakerNet(model, loss_fn, spec), make_optimizer(cfg, trainable),
                 Schedule(cfg["optim"], max_epoch), torch.amp.GradScaler("cuda", enabled=mixed), mixed, channels_last,
-                validator, [header])
+                validator, [header], init=src, keep_eval=keep_eval, trainable=trainable)
 
 
-def _make_validator(cfg: dict, data_dir):
+def _make_validator(cfg: dict, data_dir, feature_cfg=None):
     from pyspeaker.training.data import feature_config_from
 
     interval = int(cfg["train"]["test_interval"])
@@ -257,7 +306,9 @@ def _make_validator(cfg: dict, data_dir):
         return None
     from pyspeaker.training.validation import Validator
 
-    fcfg = feature_config_from(cfg) if (data_dir is not None and cfg["data"]["feat_conf"]) else None
+    fcfg = feature_cfg
+    if fcfg is None and data_dir is not None and cfg["data"]["feat_conf"] and not cfg["model"].get("waveform"):
+        fcfg = feature_config_from(cfg)
     return Validator(cfg, training_from_audio=data_dir is not None, feature_cfg=fcfg)
 
 
@@ -281,6 +332,16 @@ def _log_setup(run: _Run) -> None:
              run.model_opts["name"], count_parameters(run.model), run.cfg["loss"]["name"],
              count_parameters(run.loss_fn), len(data.speakers), len(data.dataset),
              f"feature dim {data.feat_dim}" if data.feat_dim else "waveform input", run.device)
+    if run.init is not None:
+        log.info("initialised from %s: %d tensors loaded strictly; new %s loss head for %d speakers",
+                 run.init.describe(), len(run.init.ckpt["model"]), run.cfg["loss"]["name"], len(data.speakers))
+    if run.cfg["train"]["freeze"]:
+        from pyspeaker.training.finetune import count
+
+        trainable, frozen = count(run.model)
+        log.info("train.freeze %s: %d parameters frozen (%d modules kept in eval mode), %d trainable (+ %d of the "
+                 "loss)", ", ".join(run.cfg["train"]["freeze"]), frozen, len(run.keep_eval), trainable,
+                 count_parameters(run.loss_fn))
     log.info("training data: %s", data.description)
     log.info("batches: %d speakers x %d utterances of %d frames per step%s; %d steps per epoch%s%s",
              run.plan.batch_size, int(d["nPerSpeaker"]), int(d["crop_frames"]),
@@ -296,7 +357,7 @@ def _make_stepper(run: _Run) -> Stepper:
         train_net = nn.parallel.DistributedDataParallel(
             run.net, device_ids=[run.device.index] if run.device.type == "cuda" else None)
     return Stepper(train_net, run.loss_fn, run.opt, run.scaler, run.schedule,
-                    list(run.model.parameters()) + list(run.loss_fn.parameters()), float(run.cfg["train"]["grad_clip"]),
+                    list(run.trainable), float(run.cfg["train"]["grad_clip"]),
                     run.mixed, run.device, int(run.cfg["data"]["nPerSpeaker"]), run.info.is_main)
 
 
@@ -305,7 +366,7 @@ def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict:
     t, info, d = run.cfg["train"], run.info, run.cfg["data"]
     t0 = time.time()
     _seed_everything(int(t["seed"]), epoch, info.rank)
-    run.net.train()
+    run.train_mode()
     run.data.dataset.set_epoch(epoch)
     run.sampler.set_epoch(epoch)
     batches = run.sampler.batches(epoch)

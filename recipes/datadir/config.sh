@@ -1,0 +1,53 @@
+# Settings of the recipe "datadir": your own Kaldi data dirs, wherever they are:
+#   ./run.sh --recipe datadir --train-dir /corpora/mine/train --test-dir /corpora/mine/test \
+#       --trials /corpora/mine/test/trials [--enroll-dir /corpora/mine/enroll]
+# Stage 0 validates the dirs (pyspeaker validate-data) and links them under data/ as
+# data/<dir name>_<6 hex of its absolute path>; nothing you own is moved, rewritten or replaced.
+# Trials: Kaldi '<enroll> <test> target|nontarget' or VoxCeleb '<1|0> <enroll> <test>'; with
+# --enroll-dir the enroll ids are utterances of that dir, else of the test dir.
+# Every variable here can be overridden on the command line of run.sh as --name value.
+train_dir=""                          # Kaldi data dir to train on (wav.scp, utt2spk; segments optional)
+test_dir=""                           # Kaldi data dir of the test utterances
+enroll_dir=""                         # optional: Kaldi data dir of the enroll utterances
+trials=""                             # the trial list (any path)
+
+# The default corpus's settings (conf/tdnn_small.yaml trains on anything from 8 kHz up, in minutes);
+# give your own with --feat-conf / --train-config / --train-overrides.
+feat_conf=conf/fbank.conf             # 80-dim fbank at 16 kHz; conf/fbank_8k.conf for telephone audio
+feat_opts=""
+train_config=conf/tdnn_small.yaml
+train_overrides=""
+exp_name=datadir_tdnn
+systems="trained baseline"            # trained, untrained, baseline, pretrained
+baseline_feat_conf=conf/mfcc.conf     # the statistics baseline the network has to beat
+backends="cosine plda"
+score_norms="none asnorm"
+asnorm_top_n=100
+own_data_dirs=false                   # stage 0 links your dirs; it never writes into them
+
+# After option parsing: the data/ names of the given dirs.
+configure_recipe() {
+  [ -n "$train_dir" ] && [ -n "$test_dir" ] && [ -n "$trials" ] ||
+    die "give your data: --train-dir DIR --test-dir DIR --trials FILE (Kaldi data dirs; see ./run.sh --recipe datadir --help)"
+  train_set=$(linked_name "$train_dir"); test_set=$(linked_name "$test_dir")
+  enroll_set=""; [ -z "$enroll_dir" ] || enroll_set=$(linked_name "$enroll_dir")
+}
+# Stage 0: check the dirs and link them under data/.
+prepare_data() {
+  local dir set
+  for dir in "$train_dir" "$test_dir" ${enroll_dir:+"$enroll_dir"}; do
+    [ -d "$dir" ] || die "--train-dir/--test-dir/--enroll-dir: $dir is not a directory"
+    set=$(linked_name "$dir")
+    # shellcheck disable=SC2086
+    pyspeaker validate-data $validate_opts "$dir" >&2
+    link_data_dir "$dir" "data/$set"
+  done
+  [ -f "$trials" ] || die "--trials $trials: no such file"
+}
+prepare_data_inputs() {
+  local dir
+  for dir in "$train_dir" "$test_dir" ${enroll_dir:+"$enroll_dir"}; do
+    echo "$(cd "$dir" 2>/dev/null && pwd)"; file_fingerprint "$dir"/{wav.scp,utt2spk,segments}
+  done
+  echo "$trials"
+}
