@@ -51,7 +51,7 @@ throughput and on median latency. Targets: pyspeaker >= 2x the source toolkit's 
 at equal embeddings; ONNX Runtime not slower than eager.
 
 Usage: python bench/embed_latency.py [--threads 2] [--files 200] [--long 20] [--latency-calls 30]
-           [--rounds 3] [--out bench/results/embed_latency.json] [--no-results-md] [--quick]
+           [--rounds 2] [--out bench/results/embed_latency.json] [--no-results-md] [--quick]
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def make_data(root: Path, n_files: int, n_long: int) -> dict:
         out = long_dir / f"{spk}_long{k:02d}.wav"
         sf.write(out, np.concatenate(parts)[:need], SR, subtype="PCM_16")
         long.append(str(out))
-    seconds = lambda paths: float(sum(sf.info(p).frames for p in paths)) / SR  # noqa: E731
+    seconds = lambda paths: float(sum(sf.info(p).frames for p in paths)) / SR
     return {"fsdd": short, "long": long, "seconds": {"fsdd": seconds(short), "long": seconds(long)}}
 
 
@@ -217,7 +217,6 @@ class DistinctCrops(Variant):
 
     def _prepare(self, path):
         from pyspeaker.compat.voxceleb_trainer import eval_input
-
         from pyspeaker.extraction import crop_starts
         from pyspeaker.models.frontend import crop_samples
 
@@ -433,8 +432,8 @@ def summarise(variants, times, outputs, lat, data) -> dict:
 
 def table(res: dict, data: dict) -> str:
     n_f, n_l = len(data["fsdd"]), len(data["long"])
-    lines = [f"| variant | FSDD ({n_f} x {data['seconds']['fsdd'] / n_f:.2f} s): utt/s | RTF | 10 s ({n_l}): utt/s | RTF "
-             "| latency 10 s, median (p90) | ratio: throughput FSDD / 10 s / latency | vs. | max abs diff |",
+    lines = [(f"| variant | FSDD ({n_f} x {data['seconds']['fsdd'] / n_f:.2f} s): utt/s | RTF | 10 s ({n_l}): utt/s | RTF "
+             "| latency 10 s, median (p90) | ratio: throughput FSDD / 10 s / latency | vs. | max abs diff |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in res["variants"].items():
         f, g, lt = row["fsdd"], row["long"], row["latency_10s"]
@@ -452,7 +451,7 @@ def table(res: dict, data: dict) -> str:
 
 def target_lines(res: dict) -> list[str]:
     out = []
-    mark = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    mark = lambda ok: "met" if ok else "NOT met"
     for key, val in res["targets"].items():
         if key.endswith("_2x_source"):
             name = key[:-len("_2x_source")]
@@ -476,18 +475,18 @@ def update_results_md(report: dict, tab: str, targets: list[str], argv: str, pat
     base = res["baseline"]
     rounds = report["settings"]["rounds"]
     text = [f"{SECTION}, {datetime.date.today().isoformat()})", "",
-            f"`{argv}`: CPU, {m['threads']} torch threads (ONNX Runtime the same), one process. voxceleb_trainer's "
+            (f"`{argv}`: CPU, {m['threads']} torch threads (ONNX Runtime the same), one process. voxceleb_trainer's "
             "ResNetSE34L + SAP checkpoint (the fixture, angleproto, nOut 512, 40 mel), 16 kHz 16-bit WAVs made "
             "from FSDD (resampled once), read from disk by every variant. Throughput: "
             f"{f'best of {rounds} passes' if rounds > 1 else 'one pass'} over the set (median in brackets), "
             "RTF = processing s / audio s. "
             f"Latency: {report['settings']['latency_calls']} calls on one 10 s utterance after warm-up. Ratios: the "
-            "variant's speed over its peer's (latency: the peer's median over the variant's).", "",
-            f"The source toolkit is voxceleb_trainer's evaluateFromList re-implemented (loadWAV evalmode, 10 crops of "
+            "variant's speed over its peer's (latency: the peer's median over the variant's)."), "",
+            (f"The source toolkit is voxceleb_trainer's evaluateFromList re-implemented (loadWAV evalmode, 10 crops of "
             f"300 frames, one forward per file), with its DataLoader ({vt_workers} workers) and without; the ratios "
             f"are against the faster form (FSDD: {base['throughput']['fsdd']}, 10 s: {base['throughput']['long']}). "
             "The \"proposed\" rows are not pyspeaker's code: they run each distinct crop once (a file shorter than "
-            "the crop has 2 distinct crops of its 10), the change suggested for `embed_crops`.", "",
+            "the crop has 2 distinct crops of its 10), the change suggested for `embed_crops`."), "",
             tab, "", "Targets (issue 11):", ""] + [f"- {t}" for t in targets]
     if res.get("skipped"):
         text += [""] + [f"Skipped: {k}: {v}" for k, v in res["skipped"].items()]
@@ -514,7 +513,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200, help="FSDD recordings")
     ap.add_argument("--long", type=int, default=20, help="10 s one-speaker concatenations")
     ap.add_argument("--latency-calls", type=int, default=30, help="calls on one 10 s utterance")
-    ap.add_argument("--rounds", type=int, default=3, help="timed passes over each set (best and median reported)")
+    ap.add_argument("--rounds", type=int, default=2, help="timed passes over each set (best and median reported)")
     ap.add_argument("--vt-workers", type=int, default=5,
                     help="voxceleb_trainer's DataLoader workers (its nDataLoaderThread default: 5; 0: only inline)")
     ap.add_argument("--batch-crops", type=int, default=32, help="crops per forward of crop-distinct-batched")

@@ -185,13 +185,31 @@ def read_audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return _first_channel(frames, entry, None, None), int(rate)
 
 
+def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """float32 samples at ``rate`` Hz resampled to ``target`` Hz (torchaudio's windowed-sinc
+    resampler, the one place pyspeaker changes a sample rate)."""
+    import math
+
+    import torch
+    import torchaudio.functional as AF
+
+    if int(rate) == int(target):
+        return x
+    g = math.gcd(int(rate), int(target))
+    with torch.no_grad():
+        return AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(rate) // g,
+                           int(target) // g).numpy()
+
+
 def read_random_span(entry: str, length: int, rng: np.random.Generator, sample_rate: int, *,
                      path_for_errors: str | os.PathLike | None = None, line: int | None = None,
-                     start: float = 0.0, end: float | None = None) -> np.ndarray:
+                     start: float = 0.0, end: float | None = None, resample_from_any: bool = False) -> np.ndarray:
     """``length`` float32 samples from a random point of a wav.scp entry (or of its segment
     ``start``-``end``), wrapped around when it is shorter, as voxceleb_trainer pads short files.
 
     A plain file is read by seeking to the span, not decoded whole (training crops, noise clips).
+    Audio at another rate than ``sample_rate`` is an error, or with ``resample_from_any`` the span
+    is read at the file's rate and resampled (a model's training audio at another rate).
     """
     import soundfile
 
@@ -200,7 +218,15 @@ def read_random_span(entry: str, length: int, rng: np.random.Generator, sample_r
         try:
             with soundfile.SoundFile(entry) as f:
                 if f.samplerate != sample_rate:
-                    raise DataError(f"sample rate {f.samplerate} Hz, expected {sample_rate} Hz: {entry}", **where)
+                    if not resample_from_any:
+                        raise DataError(f"sample rate {f.samplerate} Hz, expected {sample_rate} Hz: {entry}", **where)
+                    # the span at the file's rate with 16 samples of context on each side, so that
+                    # the resampling filter's edges fall outside the crop
+                    pad = 16
+                    span = -(-length * f.samplerate // sample_rate) + 2 * pad + 1
+                    x = read_random_span(entry, span, rng, f.samplerate, path_for_errors=path_for_errors, line=line)
+                    y = resample(x, f.samplerate, sample_rate)[pad * sample_rate // f.samplerate:]
+                    return np.ascontiguousarray(np.resize(y, length), dtype=np.float32)
                 total = f.frames
                 if total > length:
                     f.seek(int(rng.integers(0, total - length + 1)))
@@ -210,8 +236,9 @@ def read_random_span(entry: str, length: int, rng: np.random.Generator, sample_r
         except RuntimeError as err:  # libsndfile
             raise DataError(f"cannot decode audio from {entry!r}: {err}", **where) from None
     else:
-        x, _ = load_audio(entry, path_for_errors=path_for_errors, line=line, expected_sample_rate=sample_rate,
-                          start=start, end=end)
+        x, rate = load_audio(entry, path_for_errors=path_for_errors, line=line,
+                             expected_sample_rate=None if resample_from_any else sample_rate, start=start, end=end)
+        x = resample(x, rate, sample_rate)
         if len(x) > length:
             first = int(rng.integers(0, len(x) - length + 1))
             x = x[first:first + length]

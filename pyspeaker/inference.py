@@ -213,13 +213,12 @@ class SpeakerModel:
             rate = self.sample_rate if sample_rate is None else int(sample_rate)
             where = "array"
         if rate != self.sample_rate:
-            import torch
-            import torchaudio.functional as AF
+            from pyspeaker.audio import resample
 
             if rate not in self._resample_logged:
                 log.info("resampling %s from %d Hz to the model's %d Hz", where, rate, self.sample_rate)
                 self._resample_logged.add(rate)
-            samples = AF.resample(torch.from_numpy(samples), rate, self.sample_rate).numpy()
+            samples = resample(samples, rate, self.sample_rate)
         return samples
 
     def features(self, samples: np.ndarray) -> np.ndarray:
@@ -265,7 +264,12 @@ class SpeakerModel:
             from pyspeaker.extraction import eval_crops
 
             crops = eval_crops(inputs, self.eval_frames, self.num_eval)
-        return self._run(crops)
+        # An utterance shorter than a crop is padded, so most of its crops are the same samples:
+        # run each distinct crop once (the network is deterministic in eval mode).
+        _, first, inverse = np.unique(crops.reshape(len(crops), -1), axis=0, return_index=True, return_inverse=True)
+        if len(first) == len(crops):
+            return self._run(crops)
+        return self._run(crops[np.sort(first)])[np.argsort(np.argsort(first))[inverse.reshape(-1)]]
 
     def embed(self, x: Audio, sample_rate: int | None = None) -> np.ndarray:
         """The embedding (1-D float32) of one utterance: a path or a 1-D array of samples at

@@ -183,3 +183,21 @@ def test_iter_data_dir_audio_without_segments(tmp_path: Path):
     got = list(iter_data_dir_audio(DataDir.load(d), expected_sample_rate=16000))
     assert [(u, len(s), r) for u, s, r in got] == [("u1", 500, 16000), ("u2", 500, 16000)]
     np.testing.assert_array_equal(got[1][1], x / 32768.0)
+
+
+def test_random_span_resampled_from_another_rate(tmp_path):
+    """Training audio at 8 kHz for a 16 kHz model: the span is read at 8 kHz and resampled, so a
+    440 Hz tone stays 440 Hz; without resample_from_any the rate is an error naming the file."""
+    from pyspeaker.audio import read_random_span
+    from pyspeaker.errors import DataError
+
+    t = np.arange(8000 * 2) / 8000
+    path = tmp_path / "tone8k.wav"
+    sf.write(path, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000)
+    x = read_random_span(str(path), 16000, np.random.default_rng(0), 16000, resample_from_any=True)
+    assert x.shape == (16000,) and x.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    assert abs(np.argmax(spectrum) * 16000 / len(x) - 440) <= 1.0
+    assert 0.45 <= np.abs(x).max() <= 0.55
+    with pytest.raises(DataError, match="sample rate 8000 Hz, expected 16000 Hz"):
+        read_random_span(str(path), 16000, np.random.default_rng(0), 16000)

@@ -170,13 +170,9 @@ def speed_perturb(wav: np.ndarray, factor: float, sample_rate: int) -> np.ndarra
     """The waveform played ``factor`` times faster (shorter and higher for factor > 1), as sox speed."""
     if factor == 1.0:
         return wav
-    import torchaudio.functional as AF
+    from pyspeaker.audio import resample
 
-    src = int(round(sample_rate * factor))
-    g = math.gcd(src, sample_rate)
-    with torch.no_grad():
-        out = AF.resample(torch.from_numpy(np.ascontiguousarray(wav)), src // g, sample_rate // g)
-    return out.numpy()
+    return resample(wav, int(round(sample_rate * factor)), sample_rate)
 
 
 def spec_augment(feats: torch.Tensor, freq_masks: int, freq_width: int, time_masks: int,

@@ -221,6 +221,24 @@ class AudioCropDataset(torch.utils.data.Dataset):
             self.need = crop_samples(self.crop)
         else:
             self.need = samples_for_frames(self.extractor, self.crop)
+        self._say_rate(datadir)
+
+    def _say_rate(self, datadir) -> None:
+        """One log line when the audio is at another rate than the model's (its crops are resampled)."""
+        import soundfile
+
+        first = next(iter(self.entries.values()), None)
+        if first is None or not os.path.isfile(first.wav):
+            return
+        try:
+            rate = soundfile.info(first.wav).samplerate
+        except RuntimeError:
+            return  # an undecodable file is reported, with its line, when it is read
+        if rate != self.sample_rate:
+            from pyspeaker.log import get_logger
+
+            get_logger(__name__).info("audio of %s is at %d Hz: training crops are resampled to the model's %d Hz",
+                                      datadir.path, rate, self.sample_rate)
 
     @staticmethod
     def _speaker(spk: str, factor: float) -> str:
@@ -254,7 +272,8 @@ class AudioCropDataset(torch.utils.data.Dataset):
         e = self.entries[utt]
         start, end = e.segment if e.segment is not None else (0.0, None)
         return read_random_span(e.wav, length, rng, self.sample_rate, start=start, end=end,
-                                path_for_errors=os.path.join(self.datadir_path, "wav.scp"), line=e.line)
+                                path_for_errors=os.path.join(self.datadir_path, "wav.scp"), line=e.line,
+                                resample_from_any=True)
 
     def waveform(self, i: int) -> np.ndarray:
         """The (speed-perturbed, augmented) waveform crop of item ``i``: ``self.need`` samples."""
