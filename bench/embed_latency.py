@@ -31,12 +31,12 @@ log_input, the real checkpoint in ../shared/compat/voxceleb_trainer/fixture_ResN
   crop        pyspeaker crop mode, the same checkpoint imported (import_model("voxceleb_trainer")
               + write_model_dir) and load_model(dir, eval_frames=300): SpeakerModel.embed_crops,
               one file at a time. Its embeddings must equal vt's (max abs diff <= 1e-4).
-  crop-distinct, crop-distinct-batched   NOT pyspeaker's code (yet): what a change to
-              embed_crops would give, measured here. A file shorter than the crop is padded to
-              crop + 1 samples, so its 10 crops start at 0 (9 times) and 1: only 2 distinct crops.
-              These run each distinct crop once and copy its embedding to the repeated rows
-              (identical input rows give identical output rows); -batched also puts the
-              distinct crops of up to --batch-crops crops' worth of files into one forward.
+  crop-distinct, crop-distinct-batched   the bench's own code: a file shorter than the crop is
+              padded to crop + 1 samples, so its 10 crops start at 0 (9 times) and 1: only 2
+              distinct crops. These run each distinct crop once and copy its embedding to the
+              repeated rows, as embed_crops itself now does (crop-distinct is its peer); -batched
+              also puts the distinct crops of several files (up to --batch-crops) into one forward,
+              which pyspeaker does not do.
   eager       pyspeaker whole utterance: load_model(dir).embed (one forward of the whole file).
   torchscript export_model(..., "torchscript", with_frontend=True) loaded with load_model(file).
   onnx        export_model(..., "onnx", with_frontend=True) to .onnx, load_model(file) (ONNX
@@ -212,8 +212,8 @@ class DistinctCrops(Variant):
     def __init__(self, model, batch_crops: int = 0):
         self.model, self.batch_crops = model, batch_crops
         self.name = "crop-distinct-batched" if batch_crops else "crop-distinct"
-        self.label = ("pyspeaker crop mode, distinct crops, " + (f"batched (<= {batch_crops} crops per forward)"
-                      if batch_crops else "one file per forward") + " (proposed, not in pyspeaker)")
+        self.label = ("distinct crops, " + (f"several files per forward (<= {batch_crops} crops; not in pyspeaker)"
+                      if batch_crops else "one file per forward (as embed_crops)"))
 
     def _prepare(self, path):
         from pyspeaker.compat.voxceleb_trainer import eval_input
@@ -485,8 +485,9 @@ def update_results_md(report: dict, tab: str, targets: list[str], argv: str, pat
             (f"The source toolkit is voxceleb_trainer's evaluateFromList re-implemented (loadWAV evalmode, 10 crops of "
             f"300 frames, one forward per file), with its DataLoader ({vt_workers} workers) and without; the ratios "
             f"are against the faster form (FSDD: {base['throughput']['fsdd']}, 10 s: {base['throughput']['long']}). "
-            "The \"proposed\" rows are not pyspeaker's code: they run each distinct crop once (a file shorter than "
-            "the crop has 2 distinct crops of its 10), the change suggested for `embed_crops`."), "",
+            "pyspeaker's crop mode runs each distinct crop once (a file shorter than the crop has 2 distinct crops "
+            "of its 10); the \"distinct crops\" rows are the bench's own version of that, and of batching several "
+            "files' crops (not in pyspeaker)."), "",
             tab, "", "Targets (issue 11):", ""] + [f"- {t}" for t in targets]
     if res.get("skipped"):
         text += [""] + [f"Skipped: {k}: {v}" for k, v in res["skipped"].items()]

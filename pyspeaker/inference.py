@@ -266,10 +266,12 @@ class SpeakerModel:
             crops = eval_crops(inputs, self.eval_frames, self.num_eval)
         # An utterance shorter than a crop is padded, so most of its crops are the same samples:
         # run each distinct crop once (the network is deterministic in eval mode).
-        _, first, inverse = np.unique(crops.reshape(len(crops), -1), axis=0, return_index=True, return_inverse=True)
-        if len(first) == len(crops):
+        slot: dict[bytes, int] = {}
+        which = np.array([slot.setdefault(c.tobytes(), len(slot)) for c in crops])
+        if len(slot) == len(crops):
             return self._run(crops)
-        return self._run(crops[np.sort(first)])[np.argsort(np.argsort(first))[inverse.reshape(-1)]]
+        first = [int(np.argmax(which == k)) for k in range(len(slot))]
+        return self._run(crops[first])[which]
 
     def embed(self, x: Audio, sample_rate: int | None = None) -> np.ndarray:
         """The embedding (1-D float32) of one utterance: a path or a 1-D array of samples at
