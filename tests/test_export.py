@@ -3,7 +3,8 @@
 Parity on real speech: FSDD recordings through pyspeaker's own 8 kHz fbank (40 bins), one long
 utterance alone (batch 1, 226 frames) and three shorter crops together (batch 3, 120 frames): neither
 the traced example's batch (2) nor its length (200), so dynamic batch and time are what is tested.
-Every family of the zoo, tiny (conftest.TINY_MODELS), seeded; max abs difference <= 1e-4. The
+Every family of the zoo, tiny (conftest.TINY_MODELS, and the imported families below), seeded; max abs
+difference <= 1e-4. The
 differences are printed (``pytest -s``) and kept in ``MAX_DIFFS``.
 """
 from __future__ import annotations
@@ -236,3 +237,72 @@ def test_cli_bad_input(checkpoint, tmp_path):
                             "--out", tmp_path / "m.pt"), 1, "--with-frontend")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written
     assert ckpt.stat().st_size > 0
+
+
+# The imported families (import-model), small and seeded: WeSpeaker's take fbank features (40 bins here),
+# SpeechBrain's and Resemblyzer's compute their own features (waveform in, TorchScript only: the ONNX
+# exporter has no torch.stft, and export says so).
+IMPORTED_FEATURE_MODELS = {
+    "ResNet34": {"feat_dim": 40, "embed_dim": 32, "m_channels": 8},
+    "ECAPA_TDNN_GLOB_c512": {"feat_dim": 40, "embed_dim": 32},
+    "CAMPPlus": {"feat_dim": 40, "embed_dim": 32},
+}
+IMPORTED_WAVEFORM_MODELS = {
+    "SpeechBrainECAPA": {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "se_channels": 16,
+                         "res2net_scale": 4, "nOut": 24},
+    "ResemblyzerLSTM": {"hidden": 32, "nOut": 32},
+}
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize("name", list(IMPORTED_FEATURE_MODELS))
+def test_imported_feature_model_parity(name, fmt, speech, tmp_path):
+    from pyspeaker.export import export_model
+    from pyspeaker.models import build_model
+
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime", reason="onnxruntime is test-only: "
+                                                        "pip install -r requirements-test.txt")
+        pytest.importorskip("onnx", reason="onnx is test-only: pip install -r requirements-test.txt")
+    torch.manual_seed(0)
+    model = build_model(name, **IMPORTED_FEATURE_MODELS[name]).eval()
+    path = export_model(model, fmt, tmp_path / f"m.{fmt}")
+    if fmt == "torchscript":
+        loaded = torch.jit.load(str(path))
+        run = lambda x: loaded(x).numpy()
+    else:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        run = lambda x: session.run(None, {"feats": x.numpy()})[0]
+    diff = 0.0
+    with torch.no_grad():
+        for x in speech:
+            want = model(x).numpy()
+            got = run(x)
+            assert got.shape == want.shape
+            diff = max(diff, float(np.abs(got - want).max()))
+    _record(name, fmt, diff)
+    assert diff <= TOL
+
+
+@pytest.mark.parametrize("name", list(IMPORTED_WAVEFORM_MODELS))
+def test_imported_waveform_model_parity(name, speech_16k, tmp_path):
+    from pyspeaker.errors import ConfigError
+    from pyspeaker.export import export_model
+    from pyspeaker.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, waveform=True, **IMPORTED_WAVEFORM_MODELS[name]).eval()
+    loaded = torch.jit.load(str(export_model(model, "torchscript", tmp_path / "w.pt", with_frontend=True)))
+    diff = 0.0
+    with torch.no_grad():
+        for wav in speech_16k:
+            want = model(wav).numpy()
+            got = loaded(wav).numpy()
+            assert got.shape == want.shape
+            diff = max(diff, float(np.abs(got - want).max()))
+    _record(f"{name}+frontend", "torchscript", diff)
+    assert diff <= TOL
+    with pytest.raises(ConfigError, match="export it with --with-frontend"):
+        export_model(model, "torchscript", tmp_path / "f.pt")
+    with pytest.raises(ConfigError, match="use --format torchscript"):
+        export_model(model, "onnx", tmp_path / "w.onnx", with_frontend=True)
