@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # pyspeaker recipe driver (Kaldi egs style). Each stage is one line of intent calling steps/*.sh.
 #
-#   0  data       corpus + Kaldi data dirs (recipe-specific: recipes/<recipe>/config.sh)
+#   0  data       corpus + Kaldi data dirs (recipe-specific: recipes/<recipe>/config.sh); with
+#                 --valid-speakers N also pyspeaker split-valid -> data/<train>_valid (N speakers + trials)
+#                 and data/<train>_sub (the rest, which stages 1-7 then train on)
 #   1  features   steps/make_features.sh   -> features/<feat-id>/<set>/
 #   2  train      steps/train.sh           -> exp/<name>/{config.yaml,train.log,metrics.tsv,checkpoints/}
 #   3  embed      steps/extract.sh         -> <system>/embeddings/<set>/xvector.{h5,scp,ark}
@@ -9,6 +11,13 @@
 #   4  backend    steps/train_backend.sh   -> <system>/backend/<backend>/
 #   5  score      steps/score.sh           -> <system>/scores/<trials>/<backend>_<norm>/scores.txt
 #   6  metrics    steps/compute_metrics.sh -> <system>/results/<trials>/<backend>_<norm>/{metrics.json,det.png,hist.png}
+#   7  calibrate  (with --valid-speakers) pyspeaker calibrate on each system's validation scores
+#                 -> <system>/calibration/<backend>_<norm>/calibration.json, <system>/{scores,results}/<trials>/<backend>_<norm>_cal/;
+#                 pyspeaker fuse of the systems, weights learnt on the validation trials -> exp/<name>/fusion/
+#
+# With a validation set, stage 2 validates every epoch (metrics.tsv: valid_eer), stages 3 and 5 also
+# embed data/<train>_valid and score its trials (<system>/scores/<train>_valid/), and the results
+# table lists the calibrated systems (actual DCF, Cllr) and the fusion system.
 #
 # Stages 3-6 run for each system in $systems: "trained" (<system> = exp/<name>), "untrained" (the
 # same network at its random initialisation, exp/<name>/untrained), "baseline" (statistics of
@@ -28,7 +37,7 @@ done
 [ -f "recipes/$recipe/config.sh" ] || die "unknown recipe '$recipe' (have: $(ls recipes | tr '\n' ' '))"
 
 stage=0
-stop_stage=6
+stop_stage=7
 force=false        # true: redo stages even when their outputs are complete
 nj=2               # parallel jobs for data preparation, features and embeddings
 cmd=""             # one job launcher for stages 1-3 (local, "slurm [sbatch options]"); empty: conf/cmd.sh's
@@ -42,17 +51,30 @@ systems="trained untrained"   # systems of stages 3-6: trained, untrained, basel
 baseline_feat_conf=""         # features of the baseline system (e.g. conf/mfcc_8k.conf)
 own_data_dirs=true            # stage 0 writes data/<set> (false: it links the user's dirs, recipe datadir)
 pretrained=""                 # model of the pretrained system: an import-model dir, experiment dir or checkpoint
+valid_speakers=0              # N > 0: hold out N training speakers as a validation set (stage 0), which
+                              # validates each epoch and calibrates and fuses the systems (stage 7)
+valid_seed=0                  # which speakers and trials are held out
+valid_max_trials=20000        # at most this many validation trials (a seeded sample of the pairs)
+select=last                   # the final model: last epoch, best by validation EER, or average of the last epochs
+train_minutes=""              # stop training after M minutes (train.max_minutes); empty: no limit
+noise_dir=""                  # MUSAN-layout noise for augmentation (augment.noise_dir; needs --train-from audio)
+rir_dir=""                    # room impulse responses for augmentation (augment.rir_dir; needs --train-from audio)
 . "recipes/$recipe/config.sh"
 
 help_message="Usage: ./run.sh [--recipe NAME] [--stage N] [--stop-stage M] [--force true] [--<setting> VALUE ...]
 
-Runs the speaker-verification recipe stages N..M (default 0..6):
-  0 data, 1 features, 2 train, 3 embeddings, 4 back-end, 5 score, 6 metrics.
+Runs the speaker-verification recipe stages N..M (default 0..7):
+  0 data, 1 features, 2 train, 3 embeddings, 4 back-end, 5 score, 6 metrics, 7 calibration + fusion
+  (stage 7 needs a validation set: --valid-speakers N).
 A stage whose outputs are complete (for the same settings) is skipped; --force true redoes it.
 Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe' (recipes/$recipe/config.sh):
 $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
   while IFS='=' read -r name value; do echo "  --${name//_/-} $value"; done)
   --nj $nj  --systems \"$systems\"  --train-from $train_from  --train-opts \"$train_opts\"
+  --valid-speakers N  hold out N training speakers (seeded: --valid-seed $valid_seed, at most --valid-max-trials
+                    $valid_max_trials trials): validation EER per epoch, calibrated systems and their fusion
+  --select last|best|average  the final model: last epoch, best by validation EER, average of the last (default $select)  --train-minutes M  time limit
+  --noise-dir DIR --rir-dir DIR  augmentation (MUSAN layout; RIR WAVs or a data dir); need --train-from audio
   --pretrained DIR  model of the 'pretrained' system (--systems \"pretrained ...\"): a 'pyspeaker import-model' dir,
                     an experiment dir or a checkpoint; stage 3 embeds the data dirs' audio with it
   --cmd LAUNCHER   for stages 1-3: local, or \"slurm [sbatch options]\" (e.g. --cmd \"slurm -p cpu --mem=4G\");
@@ -63,6 +85,15 @@ if declare -F configure_recipe >/dev/null; then configure_recipe; fi   # setting
 if [ -n "$cmd" ]; then feat_cmd=$cmd; train_cmd=$cmd; extract_cmd=$cmd; fi
 [ $# -eq 0 ] || die "unexpected argument '$1' (see ./run.sh --help)"
 case $train_from in features|audio) ;; *) die "--train-from must be features or audio, not '$train_from'" ;; esac
+[[ $valid_speakers =~ ^[0-9]+$ ]] || die "--valid-speakers must be a number of speakers (0: none), not '$valid_speakers'"
+case $select in last|best|average) ;; *) die "--select must be last, best or average, not '$select'" ;; esac
+[ "$select" != best ] || [ "$valid_speakers" -gt 0 ] ||
+  die "--select best picks the model by validation EER: it needs --valid-speakers N"
+[ -z "$train_minutes" ] || [[ $train_minutes =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+  die "--train-minutes must be a number of minutes, not '$train_minutes'"
+if [ -n "$noise_dir$rir_dir" ] && [ "$train_from" != audio ]; then
+  die "--noise-dir/--rir-dir augment the waveforms: they need --train-from audio (now '$train_from')"
+fi
 for sys in $systems; do
   case $sys in trained|untrained) ;; baseline) [ -n "$baseline_feat_conf" ] ||
     die "--systems has baseline but --baseline-feat-conf is empty (e.g. conf/mfcc_8k.conf)" ;;
@@ -86,6 +117,8 @@ protocol_list=${protocols:-_}   # "_": the recipe has one protocol
 select_protocol() {
   local p=$1; [ "$p" = _ ] && p=""
   p_train=${train_set//\{protocol\}/$p}; p_test=${test_set//\{protocol\}/$p}; p_trials=${trials//\{protocol\}/$p}
+  p_full_train=$p_train; p_valid=""   # with a validation set: train on data/<train>_sub, validate on <train>_valid
+  if [ "$valid_speakers" -gt 0 ]; then p_valid=${p_train}_valid; p_train=${p_train}_sub; fi
 }
 
 if run_stage 0; then
@@ -108,7 +141,35 @@ if run_stage 0; then
     fi
     mark_done "data/.done.prepare.$recipe" "$fp"   # one marker per recipe: recipes share data/
   fi
+  if [ "$valid_speakers" -gt 0 ]; then   # held-out speakers: new data dirs, written by pyspeaker
+    for protocol in $protocol_list; do
+      select_protocol "$protocol"
+      fp=$(fingerprint "$valid_speakers" "$valid_seed" "$valid_max_trials" \
+           "$(file_fingerprint "data/$p_full_train"/{wav.scp,utt2spk,segments,utt2dur})")
+      marker=data/.done.split.$p_full_train
+      if is_done "$marker" "$fp" && [ -f "data/$p_valid/trials" ] && [ -f "data/$p_train/utt2spk" ]; then
+        log "stage 0: data/$p_valid and data/$p_train are up to date, skipping"; continue
+      fi
+      for set in "$p_valid" "$p_train"; do   # replace only what an earlier split made
+        if { [ -e "data/$set" ] || [ -L "data/$set" ]; } && { [ -L "data/$set" ] || [ ! -f "$marker" ]; }; then
+          die "data/$set exists and was not made by --valid-speakers: refusing to replace it (move it away)"
+        fi
+      done
+      log "stage 0: holding out $valid_speakers speakers of data/$p_full_train -> data/$p_valid, data/$p_train"
+      pyspeaker split-valid --data-dir "data/$p_full_train" --num-speakers "$valid_speakers" --seed "$valid_seed" \
+        --max-trials "$valid_max_trials" --valid-out "data/$p_valid" --train-out "data/$p_train" >&2
+      mark_done "$marker" "$fp"
+    done
+  fi
 fi
+if [ "$valid_speakers" -gt 0 ] && [ "$stop_stage" -ge 1 ]; then   # later stages need the split
+  for protocol in $protocol_list; do
+    select_protocol "$protocol"
+    [ -f "data/$p_valid/trials" ] && [ -f "data/$p_train/utt2spk" ] ||
+      die "--valid-speakers $valid_speakers: data/$p_valid or data/$p_train is missing (run stage 0 with the same --valid-speakers)"
+  done
+fi
+calibrating=false; [ "$valid_speakers" -gt 0 ] && [ "$stop_stage" -ge 7 ] && calibrating=true
 
 feat_store() {  # the store path of a set for a config: derived from the config, never typed
   # shellcheck disable=SC2086
@@ -127,7 +188,7 @@ for protocol in $protocol_list; do
     has_system baseline && confs="$confs $baseline_feat_conf"
     for conf in $confs; do
       log "stage 1: features ($conf $feat_opts)"
-      for set in "$p_train" "$p_test" $enroll_set; do
+      for set in "$p_train" "$p_test" $enroll_set $p_valid; do
         steps/make_features.sh --conf "$conf" --opts "$feat_opts$([ "$force" = true ] && echo " --force")" \
           --nj "$nj" --cmd "$feat_cmd" "data/$set" features >/dev/null
       done
@@ -143,13 +204,23 @@ for protocol in $protocol_list; do
       train_input=$(feat_store "$p_train"); input_opts=""
       input_fp=$(file_fingerprint "$train_input/manifest.json")
     fi
-    fp=$(fingerprint "$(file_fingerprint "$train_config")" "$train_overrides" "$train_input" "$input_fp" \
+    run_overrides=$train_overrides   # + validation, model selection, time limit, augmentation
+    if [ -n "$p_valid" ]; then
+      run_overrides+=" valid.trials=data/$p_valid/trials train.test_interval=1"
+      if [ "$train_from" = audio ]; then run_overrides+=" valid.data_dir=data/$p_valid"
+      else run_overrides+=" valid.features=$(feat_store "$p_valid")"; fi
+    fi
+    [ "$select" = last ] || run_overrides+=" train.select=$select"
+    [ -z "$train_minutes" ] || run_overrides+=" train.max_minutes=$train_minutes"
+    [ -z "$noise_dir" ] || run_overrides+=" augment.noise_dir=$noise_dir"
+    [ -z "$rir_dir" ] || run_overrides+=" augment.rir_dir=$rir_dir"
+    fp=$(fingerprint "$(file_fingerprint "$train_config")" "$run_overrides" "$train_input" "$input_fp" \
          ${train_opts:+"$train_opts"})
     if is_done "$exp/.done.train" "$fp" && [ -f "$exp/checkpoints/final.pt" ]; then
       log "stage 2: $exp is trained with these settings, skipping"
     else
       # shellcheck disable=SC2086
-      steps/train.sh --config "$train_config" --overrides "$train_overrides" --cmd "$train_cmd" $train_opts \
+      steps/train.sh --config "$train_config" --overrides "$run_overrides" --cmd "$train_cmd" $train_opts \
         $input_opts "$train_input" "$exp"
       mark_done "$exp/.done.train" "$fp"
     fi
@@ -166,7 +237,7 @@ for protocol in $protocol_list; do
     from_audio=$train_from; [ "$sys_name" = pretrained ] && from_audio=audio   # it brings its own front-end
     if run_stage 3; then
       log "stage 3: embeddings ($what)"
-      for set in "$p_train" "$p_test" $enroll_set; do
+      for set in "$p_train" "$p_test" $enroll_set $p_valid; do
         out=$sys_dir/embeddings/$set
         if [ -z "$ckpt" ]; then store=$(feat_store "$set" "$baseline_feat_conf")
         elif [ "$from_audio" = audio ]; then store=data/$set   # the model computes its own input from the audio
@@ -199,18 +270,27 @@ for protocol in $protocol_list; do
         tag=${be}_$norm
         scores=$sys_dir/scores/$trials_name/$tag results=$sys_dir/results/$trials_name/$tag
         if run_stage 5; then
-          enroll_emb=$sys_dir/embeddings/${enroll_set:-$p_test}
-          fp=$(fingerprint "$norm" "$asnorm_top_n" "$(file_fingerprint "$sys_dir/embeddings/$p_test/.done")" \
-               "$(file_fingerprint "$enroll_emb/.done")" \
-               "$(file_fingerprint "$sys_dir/backend/$be/.done")" "$(file_fingerprint "$p_trials")")
-          if is_done "$scores/.done" "$fp"; then
-            log "stage 5: $scores is up to date, skipping"
-          else
-            log "stage 5: scoring $p_trials with $be, score norm $norm ($sys_name)"
-            steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
-              ${enroll_set:+--test-embeddings "$sys_dir/embeddings/$p_test"} "$enroll_emb" "$p_trials" "$scores"
-            mark_done "$scores/.done" "$fp"
-          fi
+          # the test trials (enroll side: the enroll set, else the test set), and the validation trials
+          for which in test $([ -n "$p_valid" ] && echo valid); do
+            if [ "$which" = test ]; then
+              enroll_emb=$sys_dir/embeddings/${enroll_set:-$p_test}; test_emb=$sys_dir/embeddings/$p_test
+              list=$p_trials; out=$scores; test_args=(${enroll_set:+--test-embeddings "$test_emb"})
+            else
+              enroll_emb=$sys_dir/embeddings/$p_valid; test_emb=$enroll_emb
+              list=data/$p_valid/trials; out=$sys_dir/scores/$p_valid/$tag; test_args=()
+            fi
+            fp=$(fingerprint "$norm" "$asnorm_top_n" "$(file_fingerprint "$test_emb/.done")" \
+                 "$(file_fingerprint "$enroll_emb/.done")" \
+                 "$(file_fingerprint "$sys_dir/backend/$be/.done")" "$(file_fingerprint "$list")")
+            if is_done "$out/.done" "$fp"; then
+              log "stage 5: $out is up to date, skipping"
+            else
+              log "stage 5: scoring $list with $be, score norm $norm ($sys_name)"
+              steps/score.sh --backend-dir "$sys_dir/backend/$be" --score-norm "$norm" --top-n "$asnorm_top_n" \
+                "${test_args[@]}" "$enroll_emb" "$list" "$out"
+              mark_done "$out/.done" "$fp"
+            fi
+          done
         fi
         if run_stage 6; then
           fp=$(fingerprint "$(file_fingerprint "$scores/scores.txt")" "$(file_fingerprint "$p_trials")")
@@ -222,14 +302,68 @@ for protocol in $protocol_list; do
             mark_done "$results/.done" "$fp"
           fi
         fi
-        report_args+=(--system "${protocols:+$protocol/}$sys_name=$sys_dir/results/$trials_name/$tag/metrics.json")
+        if run_stage 7 && [ -n "$p_valid" ]; then   # calibrated on the validation trials, applied to the test
+          cal=$sys_dir/calibration/$tag/calibration.json valid_scores=$sys_dir/scores/$p_valid/$tag/scores.txt
+          fp=$(fingerprint "$(file_fingerprint "$valid_scores")" "$(file_fingerprint "data/$p_valid/trials")" \
+               "$(file_fingerprint "$scores/scores.txt")" "$(file_fingerprint "$p_trials")")
+          if is_done "$sys_dir/results/$trials_name/${tag}_cal/.done" "$fp"; then
+            log "stage 7: $sys_dir/results/$trials_name/${tag}_cal is up to date, skipping"
+          else
+            log "stage 7: calibration of $tag on data/$p_valid/trials ($sys_name)"
+            mkdir -p "$(dirname "$cal")" "$sys_dir/scores/$trials_name/${tag}_cal"
+            pyspeaker calibrate train --scores "$valid_scores" --trials "data/$p_valid/trials" --out "$cal" >&2
+            pyspeaker calibrate apply --scores "$scores/scores.txt" --calibration "$cal" \
+              --out "$sys_dir/scores/$trials_name/${tag}_cal/scores.txt"
+            steps/compute_metrics.sh "$sys_dir/scores/$trials_name/${tag}_cal/scores.txt" "$p_trials" \
+              "$sys_dir/results/$trials_name/${tag}_cal" >&2
+            mark_done "$sys_dir/results/$trials_name/${tag}_cal/.done" "$fp"
+          fi
+        fi
+        $calibrating && results=$sys_dir/results/$trials_name/${tag}_cal
+        report_args+=(--system "${protocols:+$protocol/}$sys_name=$results/metrics.json")
       done
     done
   done
+
+  # the fusion system: logistic regression of the systems' scores, weights learnt on the validation trials
+  n_systems=$(wc -w <<< "$systems")
+  if [ -n "$p_valid" ] && [ "$n_systems" -ge 2 ]; then
+    for be in $backends; do
+      for norm in $score_norms; do
+        tag=${be}_$norm fusion=$exp/fusion
+        if run_stage 7; then
+          valid_args=() test_args=() fp_parts=()
+          for sys_name in $systems; do
+            case $sys_name in trained) sys_dir=$exp ;; *) sys_dir=$exp/$sys_name ;; esac
+            valid_args+=(--scores "$sys_dir/scores/$p_valid/$tag/scores.txt" --name "$sys_name")
+            test_args+=(--scores "$sys_dir/scores/$trials_name/$tag/scores.txt")
+            fp_parts+=("$(file_fingerprint "$sys_dir/scores/$p_valid/$tag/scores.txt" \
+                          "$sys_dir/scores/$trials_name/$tag/scores.txt")")
+          done
+          fp=$(fingerprint "$systems" "${fp_parts[@]}" "$(file_fingerprint "data/$p_valid/trials" "$p_trials")")
+          if is_done "$fusion/results/$trials_name/$tag/.done" "$fp"; then
+            log "stage 7: $fusion/results/$trials_name/$tag is up to date, skipping"
+          else
+            log "stage 7: fusion of $systems ($tag), weights learnt on data/$p_valid/trials"
+            mkdir -p "$fusion/calibration/$tag" "$fusion/scores/$trials_name/$tag"
+            pyspeaker fuse train "${valid_args[@]}" --trials "data/$p_valid/trials" \
+              --out "$fusion/calibration/$tag/fusion.json" >&2
+            pyspeaker fuse apply "${test_args[@]}" --trials "$p_trials" --fusion "$fusion/calibration/$tag/fusion.json" \
+              --out "$fusion/scores/$trials_name/$tag/scores.txt"
+            steps/compute_metrics.sh "$fusion/scores/$trials_name/$tag/scores.txt" "$p_trials" \
+              "$fusion/results/$trials_name/$tag" >&2
+            mark_done "$fusion/results/$trials_name/$tag/.done" "$fp"
+          fi
+        fi
+        $calibrating && report_args+=(--system "${protocols:+$protocol/}fusion=$fusion/results/$trials_name/$tag/metrics.json")
+      done
+    done
+  fi
 done
 
-if run_stage 6; then
-  log "results ($systems${protocols:+; protocols $protocols}), also in $exp_root/RESULTS.md:"
+if run_stage 6 || { $calibrating && run_stage 7; }; then
+  what=$systems; $calibrating && what="$systems calibrated on data/*_valid, + fusion"
+  log "results ($what${protocols:+; protocols $protocols}), also in $exp_root/RESULTS.md:"
   pyspeaker report --out "$exp_root/RESULTS.md" "${report_args[@]}"
 fi
 log "done"

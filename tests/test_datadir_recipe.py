@@ -31,18 +31,21 @@ def run_sh(d: Path, *args, timeout=900) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not (FSDD / "recordings").is_dir(), reason=f"{FSDD} is missing (../shared not beside the repo)")
 def test_fsdd_data_dirs_from_outside_data(tmp_path):
     """FSDD's data dirs written by local/prepare_fsdd.py into a folder of the user's, trained and scored
-    through the datadir recipe; the user's folder is byte-identical afterwards."""
+    through the datadir recipe; the user's folder is byte-identical afterwards. The closed protocol's
+    test speakers are its training speakers: allowed here with --allow-shared-speakers."""
     mine = tmp_path / "my_corpus"
     run_local("local/prepare_fsdd.py", "--fsdd-dir", FSDD, "--out", mine, "--max-reps", "6",
               "--heldout-reps", "0 1", check=True)
     before = tree_digest(mine)
     d = copy_recipe(tmp_path / "recipe")
     args = ["--recipe", "datadir", "--train-dir", mine / "fsdd_closed_train", "--test-dir", mine / "fsdd_closed_test",
-            "--trials", mine / "fsdd_closed_test" / "trials", "--feat-conf", "conf/fbank_8k.conf",
+            "--trials", mine / "fsdd_closed_test" / "trials", "--allow-shared-speakers", "true",
+            "--feat-conf", "conf/fbank_8k.conf",
             "--baseline-feat-conf", "conf/mfcc_8k.conf", *QUICK]
     proc = run_sh(d, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert tree_digest(mine) == before  # nothing the user owns was written
+    assert "6 speakers of" in proc.stderr and "also speak in" in proc.stderr  # the closed set: warned, not refused
     links = sorted(p for p in (d / "data").iterdir() if p.is_symlink())
     assert [p.name.rsplit("_", 1)[0] for p in links] == ["fsdd_closed_test", "fsdd_closed_train"]
     assert {Path(os.readlink(p)) for p in links} == {mine / "fsdd_closed_train", mine / "fsdd_closed_test"}

@@ -37,7 +37,7 @@ def test_run_sh_help_lists_stages_and_settings(recipe_dir):
     assert bad.returncode == 1 and "unknown option --no-such-setting" in bad.stderr
     bad = subprocess.run(["./run.sh", "--systems", "trained ivector"], cwd=recipe_dir, capture_output=True, text=True)
     assert bad.returncode == 1
-    assert "unknown system 'ivector' in --systems (valid: trained untrained baseline)" in bad.stderr
+    assert "unknown system 'ivector' in --systems (valid: trained untrained baseline pretrained)" in bad.stderr
     bad = subprocess.run(["./run.sh", "--systems", "baseline"], cwd=recipe_dir, capture_output=True, text=True)
     assert bad.returncode == 1 and "--systems has baseline but --baseline-feat-conf is empty" in bad.stderr
 

@@ -1,8 +1,10 @@
 # Settings of the recipe "datadir": your own Kaldi data dirs, wherever they are:
 #   ./run.sh --recipe datadir --train-dir /corpora/mine/train --test-dir /corpora/mine/test \
 #       --trials /corpora/mine/test/trials [--enroll-dir /corpora/mine/enroll]
-# Stage 0 validates the dirs (pyspeaker validate-data) and links them under data/ as
-# data/<dir name>_<6 hex of its absolute path>; nothing you own is moved, rewritten or replaced.
+# Stage 0 validates the dirs (pyspeaker validate-data), checks that the trials name utterances of
+# the test (enroll) dir and that no training speaker is tested (pyspeaker check-trials), and links
+# the dirs under data/ as data/<dir name>_<6 hex of its absolute path>; nothing you own is moved,
+# rewritten or replaced (--valid-speakers N writes its split as new dirs under data/).
 # Trials: Kaldi '<enroll> <test> target|nontarget' or VoxCeleb '<1|0> <enroll> <test>'; with
 # --enroll-dir the enroll ids are utterances of that dir, else of the test dir.
 # Every variable here can be overridden on the command line of run.sh as --name value.
@@ -10,6 +12,7 @@ train_dir=""                          # Kaldi data dir to train on (wav.scp, utt
 test_dir=""                           # Kaldi data dir of the test utterances
 enroll_dir=""                         # optional: Kaldi data dir of the enroll utterances
 trials=""                             # the trial list (any path)
+allow_shared_speakers=false           # true: train and test dirs may share speakers (a warning, not an error)
 
 # The default corpus's settings (conf/tdnn_small.yaml trains on anything from 8 kHz up, in minutes);
 # give your own with --feat-conf / --train-config / --train-overrides.
@@ -43,11 +46,14 @@ prepare_data() {
     link_data_dir "$dir" "data/$set"
   done
   [ -f "$trials" ] || die "--trials $trials: no such file"
+  case $allow_shared_speakers in true|false) ;; *) die "--allow-shared-speakers must be true or false" ;; esac
+  pyspeaker check-trials --trials "$trials" --test-dir "$test_dir" ${enroll_dir:+--enroll-dir "$enroll_dir"} \
+    --train-dir "$train_dir" "--$([ "$allow_shared_speakers" = true ] || echo no-)allow-shared-speakers" >&2
 }
 prepare_data_inputs() {
   local dir
   for dir in "$train_dir" "$test_dir" ${enroll_dir:+"$enroll_dir"}; do
     echo "$(cd "$dir" 2>/dev/null && pwd)"; file_fingerprint "$dir"/{wav.scp,utt2spk,segments}
   done
-  echo "$trials"
+  echo "$trials"; file_fingerprint "$trials"; echo "allow_shared_speakers=$allow_shared_speakers"
 }

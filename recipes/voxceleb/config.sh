@@ -37,6 +37,13 @@ prepare_data() {
     --vox2-wav-dir "$vox2_wav_dir" --ffmpeg "$ffmpeg" --nj "$nj" --out data
   [ -f "$trials" ] || die "stage 0 made no $trials (is its list in ${lists_dir:-$vox1_dir}?)"
 }
+# After option parsing: training from audio augments with the MUSAN and RIR data dirs stage 0 makes
+# (data/musan: music, speech and noise; data/rirs_simulated) unless --noise-dir / --rir-dir say otherwise.
+configure_recipe() {
+  [ "$train_from" = audio ] || return 0
+  [ -n "$noise_dir" ] || [ -z "$musan_dir" ] || noise_dir=data/musan
+  [ -n "$rir_dir" ] || [ -z "$rirs_dir" ] || rir_dir=data/rirs_simulated
+}
 # What stage 0's outputs depend on (it is skipped while these stay the same).
 prepare_data_inputs() {
   echo "$vox1_dir|$vox2_dir|$lists_dir|$musan_dir|$rirs_dir|$rir_rooms|$vox2_audio|$vox2_wav_dir|$ffmpeg"

@@ -1,0 +1,120 @@
+"""--valid-speakers: held-out speakers (pyspeaker split-valid), validation per epoch, calibration and
+fusion (stage 7); and the datadir recipe's refusals of bad input before any training."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_recipe, run_cli, run_local
+from test_datadir_recipe import run_sh, tree_digest
+
+QUICK = ["--train-overrides", "train.max_epoch=2 data.batch_size=16 data.crop_frames=40", "--nj", "2",
+         "--backends", "cosine", "--score-norms", "none", "--systems", "trained baseline"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """8 training speakers x 4 utterances, 4 test speakers (local/prepare_mini.py), outside any recipe."""
+    root = tmp_path_factory.mktemp("corpus")
+    run_local("local/prepare_mini.py", "--audio-dir", root / "audio", "--data-dir", root, "--seed", "3",
+              "--num-train-speakers", "8", "--num-test-speakers", "4", "--utts-per-speaker", "4", check=True)
+    return root
+
+
+def _utt2spk(d: Path) -> dict[str, str]:
+    return dict(line.split() for line in (d / "utt2spk").read_text().splitlines())
+
+
+def test_split_valid_is_seeded_speaker_disjoint_and_covers_the_set(corpus, tmp_path):
+    train = _utt2spk(corpus / "train")
+    args = ["split-valid", "--data-dir", corpus / "train", "--num-speakers", "3", "--seed", "5"]
+    run_cli(*args, "--valid-out", tmp_path / "v", "--train-out", tmp_path / "s", check=True)
+    run_cli(*args, "--valid-out", tmp_path / "v2", "--train-out", tmp_path / "s2", check=True)
+    valid, sub = _utt2spk(tmp_path / "v"), _utt2spk(tmp_path / "s")
+    assert len(set(valid.values())) == 3 and len(set(sub.values())) == 5
+    assert not set(valid.values()) & set(sub.values()) and {**valid, **sub} == train
+    assert tree_digest(tmp_path / "v") == tree_digest(tmp_path / "v2")   # deterministic
+    trials = [line.split() for line in (tmp_path / "v/trials").read_text().splitlines()]
+    assert len(trials) == 12 * 11 // 2 and sum(t[2] == "target" for t in trials) == 3 * 6
+    assert all((valid[a] == valid[b]) == (label == "target") for a, b, label in trials)
+    capped = run_cli(*args, "--max-trials", "20", "--valid-out", tmp_path / "v3", "--train-out", tmp_path / "s3")
+    assert capped.returncode == 0, capped.stderr
+    trials = [line.split() for line in (tmp_path / "v3/trials").read_text().splitlines()]
+    assert len(trials) == 20 and sum(t[2] == "target" for t in trials) == 10
+    too_many = run_cli("split-valid", "--data-dir", corpus / "train", "--num-speakers", "7",
+                       "--valid-out", tmp_path / "v4", "--train-out", tmp_path / "s4")
+    assert too_many.returncode == 1 and not (tmp_path / "v4").exists()
+    assert too_many.stderr.strip().splitlines()[-1] == (
+        f"error: {corpus / 'train' / 'utt2spk'}: --valid-speakers 7: the training set has 8 speakers and at "
+        f"least 2 must stay for training (at most 6)")
+
+
+def test_datadir_bad_input_is_one_line_before_training(corpus, tmp_path):
+    d = copy_recipe(tmp_path / "recipe")
+    base = ["--recipe", "datadir", "--train-dir", corpus / "train", "--test-dir", corpus / "test", *QUICK]
+    # a trial naming an utterance of neither the test nor the enroll dir
+    lines = (corpus / "test/trials").read_text().splitlines()
+    bad = tmp_path / "bad_trials"
+    bad.write_text("\n".join(lines[:3] + [lines[3].split()[0] + " nobody_0001 nontarget"] + lines[4:]) + "\n")
+    proc = run_sh(d, *base, "--trials", bad)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {bad}:4: test utterance 'nobody_0001' of trial '{lines[3].split()[0]} nobody_0001' "
+                      f"is not in {corpus / 'test'} (1 trials name utterances not in the data dirs)"]
+    assert not (d / "exp").exists()
+    # train and test sharing speakers: refused, unless --allow-shared-speakers true
+    utts = sorted(_utt2spk(corpus / "train").items())
+    train_trials = tmp_path / "train_trials"
+    train_trials.write_text("".join(f"{a} {b} {'target' if s == t else 'nontarget'}\n"
+                                    for a, s in utts[:4] for b, t in utts[4:12]))
+    shared = ["--recipe", "datadir", "--train-dir", corpus / "train", "--test-dir", corpus / "train",
+              "--trials", train_trials, *QUICK, "--stop-stage", "0"]
+    proc = run_sh(d, *shared)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and errors == [
+        f"error: {corpus / 'train/utt2spk'}: 8 speakers of {corpus / 'train'} also speak in {corpus / 'train'} "
+        f"(first: {utts[0][1]}): the test would measure training speakers (give --allow-shared-speakers true to "
+        f"run anyway)"]
+    proc = run_sh(d, *shared, "--allow-shared-speakers", "true")
+    assert proc.returncode == 0 and "running anyway (--allow-shared-speakers)" in proc.stderr, proc.stderr[-2000:]
+    # --valid-speakers too large: one line before any training
+    proc = run_sh(d, *base, "--trials", corpus / "test/trials", "--valid-speakers", "7")
+    assert proc.returncode == 1 and "at least 2 must stay for training (at most 6)" in proc.stderr
+    assert not (d / "exp").exists()
+    # augmentation of waveforms needs training from audio
+    proc = run_sh(d, *base, "--trials", corpus / "test/trials", "--noise-dir", corpus / "audio")
+    assert proc.returncode == 1 and proc.stderr.strip().endswith(
+        "ERROR: --noise-dir/--rir-dir augment the waveforms: they need --train-from audio (now 'features')")
+
+
+def test_datadir_recipe_with_validation_calibration_and_fusion(corpus, tmp_path):
+    before = tree_digest(corpus)
+    d = copy_recipe(tmp_path / "recipe")
+    proc = run_sh(d, "--recipe", "datadir", "--train-dir", corpus / "train", "--test-dir", corpus / "test",
+                  "--trials", corpus / "test/trials", "--valid-speakers", "2", *QUICK)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert tree_digest(corpus) == before   # the user's dirs are byte-identical
+    train_name = next(p.name for p in (d / "data").iterdir() if p.is_symlink() and p.name.startswith("train_"))
+    valid, sub = d / "data" / f"{train_name}_valid", d / "data" / f"{train_name}_sub"
+    assert not valid.is_symlink() and not sub.is_symlink()
+    v, s = _utt2spk(valid), _utt2spk(sub)
+    assert len(set(v.values())) == 2 and len(set(s.values())) == 6 and not set(v.values()) & set(s.values())
+    assert {**v, **s} == _utt2spk(corpus / "train")
+    assert len((valid / "trials").read_text().splitlines()) == 8 * 7 // 2
+    exp = d / "exp/datadir_tdnn"
+    rows = (exp / "metrics.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    assert "valid_eer" in header and len(rows) == 3
+    assert all(0 <= float(r.split("\t")[header.index("valid_eer")]) <= 100 for r in rows[1:])
+    for system in (exp, exp / "baseline", exp / "fusion"):
+        name = "cosine_none" if system.name == "fusion" else "cosine_none_cal"
+        m = json.loads((system / "results/trials" / name / "metrics.json").read_text())
+        assert m["calibrated"] and 0 <= m["eer"] <= 100 and m["cllr"] > 0 and set(m["act_dcf"]) == {"0.01", "0.05"}
+    fusion = json.loads((exp / "fusion/calibration/cosine_none/fusion.json").read_text())
+    assert fusion["systems"] == ["trained", "baseline"] and fusion["trials"] == f"data/{valid.name}/trials"
+    assert fusion["num_target"] + fusion["num_nontarget"] == 28
+    table = (exp / "RESULTS.md").read_text()
+    assert "actDCF (p_target=0.01)" in table and "| fusion |" in table and "| baseline |" in table
+    assert "system" in proc.stdout and "fusion" in proc.stdout
