@@ -81,6 +81,12 @@ def command(config_path, features, data_dir, exp_dir, overrides, init_from, resu
     when present, the CPU otherwise. Under torchrun (steps/train.sh --ngpu N / --nproc N) each
     process trains on its own share of every epoch (DDP) and the first one writes the files.
 
+    Time budget: --set train.max_minutes=M stops training after M minutes of training (the epoch
+    then running is closed as a partial one) and runs the lr and margin schedules over the M
+    minutes instead of over train.max_epoch epochs (then an upper bound). What final.pt is:
+    --set train.select=last (default), best (the epoch of lowest validation EER, needs valid.trials
+    and train.test_interval) or average (the mean of the last train.average_last epochs).
+
     Fine-tuning: --init-from MODEL starts from a trained or imported model (checkpoints record
     init_from: its path and sha256); train.freeze keeps the parameters under the given name
     prefixes fixed (not in the optimiser; their modules in eval mode, so BatchNorm statistics stay).

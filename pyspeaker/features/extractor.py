@@ -71,6 +71,11 @@ class FeatureExtractor:
         One utterance too short for a frame fails the whole call (DataError "too short: ..."):
         screen with ``num_frames`` first to tell which.
         """
+        return [np.ascontiguousarray(f.cpu().numpy(), dtype=np.float32) for f in self.batch_tensors(waveforms,
+                                                                                                     sample_rate)]
+
+    def batch_tensors(self, waveforms: Sequence[np.ndarray | torch.Tensor], sample_rate: int) -> list[torch.Tensor]:
+        """``batch`` as float32 tensors left on the extractor's device (training on the fly)."""
         from pyspeaker.features import cmvn, kaldi, logmel, vad
 
         cfg = self.cfg
@@ -95,5 +100,5 @@ class FeatureExtractor:
             f = cmvn.apply_cmn(f, cfg.cmn, cfg.cmn_window, cfg.norm_vars)
             if voiced is not None:
                 f = f[torch.from_numpy(voiced).to(f.device)]
-            out.append(np.ascontiguousarray(f.cpu().numpy(), dtype=np.float32))
+            out.append(f.float())
         return out

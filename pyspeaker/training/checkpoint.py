@@ -66,11 +66,13 @@ def epoch_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def prune_checkpoints(ckpt_dir: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the last ``keep_last`` epoch checkpoints (0 = keep all); returns the deleted."""
+def prune_checkpoints(ckpt_dir: str | os.PathLike, keep_last: int, keep_epochs=()) -> list[Path]:
+    """Delete all but the last ``keep_last`` epoch checkpoints (0 = keep all) and those of
+    ``keep_epochs``; returns the deleted."""
     if keep_last <= 0:
         return []
-    old = [p for _, p in epoch_checkpoints(ckpt_dir)[:-keep_last]]
+    keep = {int(e) for e in keep_epochs}
+    old = [p for e, p in epoch_checkpoints(ckpt_dir)[:-keep_last] if e not in keep]
     for p in old:
         p.unlink(missing_ok=True)
     return old
@@ -96,12 +98,14 @@ def average_states(states: list[dict]) -> dict:
     return out
 
 
-def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) -> dict:
+def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike, extra: dict | None = None) -> dict:
     """Average the models (and loss weights) of ``paths`` into one checkpoint at ``out``.
 
     The result has the keys of the last checkpoint that describe the model (model_options,
     config, speakers, feat_id, ...), ``epoch`` of the last one and ``averaged_from``; optimiser and
-    scheduler states are left out (they belong to single checkpoints, not to an average).
+    scheduler states are left out (they belong to single checkpoints, not to an average); ``extra``
+    keys are added (the trainer's ``select``, ``selected_from``). ``selected_from`` is the epochs
+    averaged, unless ``extra`` says otherwise.
     """
     if not paths:
         raise DataError("no checkpoints to average")
@@ -116,5 +120,7 @@ def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) 
     if all("loss" in c for c in ckpts):
         state["loss"] = average_states([c["loss"] for c in ckpts])
     state["averaged_from"] = [os.fspath(p) for p in paths]
+    state["selected_from"] = [c.get("epoch") for c in ckpts]
+    state.update(extra or {})
     save_checkpoint(out, state)
     return state

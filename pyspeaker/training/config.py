@@ -38,6 +38,7 @@ DEFAULTS: dict = {
     "augment": {                 # on-the-fly augmentation (waveform kinds need training from audio)
         "noise_dir": None,       # MUSAN layout (noise/, music/, speech/) or a data dir of MUSAN files
         "rir_dir": None,         # room impulse responses: a folder of WAVs or a data dir
+        "bank_dir": None,        # where noise / RIR banks are kept (null: $PYSPEAKER_CACHE/banks or ~/.cache/pyspeaker/banks)
         "prob": 0.6,             # chance that a crop gets one waveform augmentation
         "noise_snr": [0, 15],    # SNR ranges in dB, as the VoxCeleb recipes
         "music_snr": [5, 15],
@@ -70,7 +71,16 @@ DEFAULTS: dict = {
         "device": "auto",
         "mixedprec": False,      # float16 autocast + gradient scaling (CUDA only)
         "test_interval": 0,      # validate every N epochs (needs valid.trials); 0 = never
-        "keep_last": 0,          # keep only the last K epoch checkpoints (0 = all)
+        "keep_last": 0,          # keep only the last K epoch checkpoints (0 = all; those `select` needs stay)
+        # time budget in minutes (0 = none): training stops at the first step after it (that epoch is
+        # closed as a partial one) and the lr / margin schedules run on time, their epoch axis
+        # stretched over the budget (schedule epoch = max_epoch * elapsed / budget); max_epoch is
+        # then an upper bound
+        "max_minutes": 0,
+        # what final.pt is: last (the last epoch), best (the epoch of lowest validation EER, needs
+        # valid.trials and test_interval), average (the mean of the last `average_last` epochs)
+        "select": "last",
+        "average_last": 5,
         "channels_last": True,   # NHWC memory layout for 2-D conv networks on CPU (faster with oneDNN)
         # fine-tuning (mostly with `train --init-from`): prefixes of the network's parameter names as
         # network.named_parameters() gives them (e.g. [tdnn1, tdnn2]; [model.layer1] behind a waveform
@@ -89,6 +99,7 @@ DEFAULTS: dict = {
 # Sections whose top level takes per-family options beyond the common ones above.
 _OPEN_SECTIONS = ("model", "loss")
 SCHEDULERS = ("step", "exponential", "cosine")
+SELECT_RULES = ("last", "best", "average")
 CMN_MODES = ("none", "utterance", "sliding")
 
 # voxceleb_trainer's trainSpeakerNet.py flags -> config keys (``pyspeaker train --model ...``)
@@ -243,8 +254,11 @@ def _number(cfg: dict, section: str, key: str, path, minimum: float = 0.0) -> fl
 def _range(cfg: dict, section: str, key: str, path) -> None:
     value = cfg[section][key]
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) or value[0] > value[1]):
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise ConfigError(f"{section}.{key} must be a range [low, high], got {value!r}", path=path)
+    if value[0] > value[1]:
+        raise ConfigError(f"{section}.{key} is [{value[0]:g}, {value[1]:g}]: the minimum is above the maximum",
+                          path=path)
 
 
 def _validate(cfg: dict, path) -> None:
@@ -272,6 +286,14 @@ def _validate(cfg: dict, path) -> None:
         _number(cfg, "optim", key, path)
     _positive_int(cfg, "optim", "step_epochs", path)
     _number(cfg, "train", "grad_clip", path)
+    _number(cfg, "train", "max_minutes", path)
+    if t["select"] not in SELECT_RULES:
+        raise ConfigError(f"train.select must be one of {', '.join(SELECT_RULES)}, got {t['select']!r}", path=path)
+    _positive_int(cfg, "train", "average_last", path)
+    if t["select"] == "best" and not (cfg["valid"]["trials"] and t["test_interval"]):
+        raise ConfigError("train.select=best picks the epoch of lowest validation EER: it needs validation "
+                          "(--set valid.trials=TRIALS --set train.test_interval=N, and valid.features or "
+                          "valid.data_dir)", path=path)
     if t["device"] not in ("auto", "cpu", "cuda") and not str(t["device"]).startswith("cuda:"):
         raise ConfigError(f"train.device must be auto, cpu or cuda[:N], got {t['device']!r}", path=path)
     if d["cmn"] not in CMN_MODES:
@@ -324,6 +346,7 @@ def _validate(cfg: dict, path) -> None:
 # Settings that may change when a run is resumed (the rest must match the checkpoint's).
 RESUMABLE_CHANGES = {("train", "max_epoch"), ("train", "device"), ("train", "test_interval"), ("train", "keep_last"),
                      ("data", "num_workers"), ("data", "in_memory"), ("train", "channels_last"),
+                     ("train", "select"), ("train", "average_last"),
                      ("valid", "trials"), ("valid", "features"), ("valid", "data_dir"), ("valid", "p_target")}
 
 

@@ -187,10 +187,13 @@ class AudioCropDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, datadir, crop: int, seed: int = 0, feature_cfg=None, augment=None,
-                 speed_factors: tuple[float, ...] = (1.0,), sample_rate: int = 16000):
+                 speed_factors: tuple[float, ...] = (1.0,), sample_rate: int = 16000, specaugment: dict | None = None):
         from pyspeaker.models.frontend import crop_samples
 
         self.datadir_path = datadir.path
+        # SpecAugment bands drawn per crop (features only; a waveform model's are drawn in the network)
+        self.specaugment = specaugment if feature_cfg is not None else None
+        self.deferred = False  # True: items are RawBatches, finished on the device (TrainData.on_device)
         self.crop = int(crop)
         self.seed = int(seed)
         self.epoch = 0
@@ -222,6 +225,9 @@ class AudioCropDataset(torch.utils.data.Dataset):
         else:
             self.need = samples_for_frames(self.extractor, self.crop)
         self._say_rate(datadir)
+        from pyspeaker.training.augment import BatchAugmenter
+
+        self.augmenter = BatchAugmenter(self.need, self.sample_rate, feature_cfg, self.crop)  # CPU, no masks
 
     def _say_rate(self, datadir) -> None:
         """One log line when the audio is at another rate than the model's (its crops are resampled)."""
@@ -275,36 +281,65 @@ class AudioCropDataset(torch.utils.data.Dataset):
                                 path_for_errors=os.path.join(self.datadir_path, "wav.scp"), line=e.line,
                                 resample_from_any=True)
 
-    def waveform(self, i: int) -> np.ndarray:
-        """The (speed-perturbed, augmented) waveform crop of item ``i``: ``self.need`` samples."""
-        from pyspeaker.training.augment import speed_perturb
+    def draws(self, i: int):
+        """Item ``i``'s raw crop (``self.need`` samples, or more before speed perturbation), its speed
+        factor, its CropDraw and SpecAugment bands: all from the generator seeded by (seed, epoch, i)."""
+        from pyspeaker.training.augment import CropDraw, draw_masks
 
         utt, factor = self.items[i]
         rng = np.random.default_rng((self.seed, self.epoch, i, 7))
-        if factor == 1.0:
-            wav = self.read_crop(utt, self.need, rng)
-        else:
-            wav = speed_perturb(self.read_crop(utt, int(math.ceil(self.need * factor)) + 16, rng), factor,
-                                self.sample_rate)
+        length = self.need if factor == 1.0 else int(math.ceil(self.need * factor)) + 16
+        wav = self.read_crop(utt, length, rng)
+        draw = self.augment.draw(rng, self.need) if self.augment is not None else CropDraw()
+        masks = None
+        if self.specaugment is not None:
+            sa = self.specaugment
+            masks = (draw_masks(rng, sa["freq_masks"], sa["freq_width"], self.feature_cfg.dim),
+                     draw_masks(rng, sa["time_masks"], sa["time_width"], self.crop))
+        return wav, factor, draw, masks
+
+    def waveform(self, i: int) -> np.ndarray:
+        """The per-crop reference: item ``i``'s speed-perturbed, augmented crop of ``self.need`` samples."""
+        from pyspeaker.training.augment import speed_perturb
+
+        wav, factor, draw, _ = self.draws(i)
+        if factor != 1.0:
+            wav = speed_perturb(wav, factor, self.sample_rate)
             wav = np.resize(wav, self.need) if len(wav) < self.need else wav[:self.need]
-        if self.augment is not None:
-            wav = self.augment(wav, rng)
-        return wav
+        return self.augment.apply_draw(wav, draw) if self.augment is not None else wav
+
+    def raw_batch(self, indices):
+        """The RawBatch of ``indices``: raw crops grouped by speed factor, the draws' noise segments
+        and RIRs gathered from the banks, SpecAugment bands."""
+        from pyspeaker.training.augment import RawBatch, gather_draws
+
+        indices = [int(i) for i in indices]
+        made = [self.draws(i) for i in indices]
+        groups: dict[float, list[int]] = {}
+        for row, (_, factor, _, _) in enumerate(made):
+            groups.setdefault(factor, []).append(row)
+        waves = [(torch.tensor(rows, dtype=torch.long), torch.from_numpy(np.stack([made[r][0] for r in rows])), f)
+                 for f, rows in sorted(groups.items())]
+        noise = gather_draws(self.augment, [m[2] for m in made], self.need)
+        sa = self.specaugment or {"freq_masks": 0, "time_masks": 0}
+        freq = np.zeros((len(indices), sa["freq_masks"] if self.specaugment else 0, 2), dtype=np.int64)
+        time = np.zeros((len(indices), sa["time_masks"] if self.specaugment else 0, 2), dtype=np.int64)
+        for row, m in enumerate(made):
+            if m[3] is not None:
+                freq[row], time[row] = m[3]
+        seed = int(np.random.default_rng((self.seed, self.epoch, indices[0], len(indices), 11)).integers(2 ** 62))
+        return RawBatch(torch.from_numpy(self.labels[indices]), waves, *noise, torch.from_numpy(freq),
+                        torch.from_numpy(time), seed)
 
     def __getitem__(self, i):
         if isinstance(i, (list, tuple, np.ndarray)):
-            return self.batch(i)
+            return self.raw_batch(i) if self.deferred else self.batch(i)
         feats, labels = self.batch([i])
         return feats[0], int(labels[0])
 
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        indices = [int(i) for i in indices]
-        waves = [self.waveform(i) for i in indices]
-        labels = torch.from_numpy(self.labels[indices])
-        if self.feature_cfg is None:
-            return torch.from_numpy(np.stack(waves)), labels
-        feats = self.extractor.batch(waves, self.sample_rate)
-        return torch.from_numpy(np.stack([crop_frames(f, self.crop, 0) for f in feats])), labels
+        """Finished (inputs, labels) on the CPU, by the batched path (without SpecAugment bands)."""
+        return self.augmenter.apply(self.raw_batch(indices), "cpu")
 
 
 # ----------------------------------------------------------------------------- what the trainer gets
@@ -319,6 +354,24 @@ class TrainData:
     feat_id: str
     feat_config: dict = field(default_factory=dict)
     description: str = ""
+
+    @property
+    def masks_in_loader(self) -> bool:
+        """SpecAugment is drawn per crop by the data and applied by ``on_device`` (so not by the network)."""
+        return getattr(self.dataset, "specaugment", None) is not None
+
+    def on_device(self, loader, device):
+        """``loader`` (over this dataset, not yet iterated) yielding (inputs, labels) made on ``device``:
+        for audio, the workers hand over RawBatches and the batched augmentation, features and
+        SpecAugment run on ``device``; other data pass through unchanged."""
+        ds = self.dataset
+        if not isinstance(ds, AudioCropDataset):
+            return loader
+        from pyspeaker.training.augment import BatchAugmenter, OnDevice
+
+        ds.deferred = True
+        aug = BatchAugmenter(ds.need, ds.sample_rate, ds.feature_cfg, ds.crop, device, masks=self.masks_in_loader)
+        return OnDevice(loader, aug, device)
 
 
 def feature_config_from(cfg: dict):
@@ -374,10 +427,23 @@ def load_train_data(cfg: dict, features: str | os.PathLike | None = None,
         feature_cfg = None
     elif feature_cfg is None:
         feature_cfg = feature_config_from(cfg)
-    augment = WaveAugment(a, 16000 if feature_cfg is None else int(feature_cfg.sample_frequency)) \
+    rate = 16000 if feature_cfg is None else int(feature_cfg.sample_frequency)
+    if feature_cfg is None:
+        from pyspeaker.models.frontend import crop_samples
+
+        need = crop_samples(crop)
+    else:
+        from pyspeaker.features import FeatureExtractor
+
+        need = samples_for_frames(FeatureExtractor(feature_cfg), crop)
+    from pyspeaker.training.banks import default_cache_dir
+
+    augment = WaveAugment(a, rate, need, a["bank_dir"] or default_cache_dir()) \
         if (a["noise_dir"] or a["rir_dir"]) else None
     factors = tuple(a["speed_factors"]) if a["speed_perturb"] else (1.0,)
-    dataset = AudioCropDataset(datadir, crop, seed, feature_cfg, augment, factors)
+    spec = {k: int(a[k]) for k in ("freq_masks", "freq_width", "time_masks", "time_width")} \
+        if a["specaugment"] else None
+    dataset = AudioCropDataset(datadir, crop, seed, feature_cfg, augment, factors, specaugment=spec)
     if feature_cfg is None:
         feat_dim, feat_id, feat_config = None, "waveform", {"waveform": True}
         what = "waveform front-end in the network"

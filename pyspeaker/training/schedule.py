@@ -11,6 +11,13 @@ and a resumed run gets exactly the lr an uninterrupted one had.
   min(1, (progress + 1/n) / W), a linear ramp from ~0 to 1 over the first W epochs
 - margin warm-up (``margin_warmup_epochs`` M > 0): the loss margin grows linearly from 0 to its
   configured value over the first M epochs (large margins from the start can stall training)
+
+With a time budget (``train.max_minutes``, ``budget_s`` here) progress is measured on the clock
+instead: every step's progress is ``max_epoch * min(elapsed / budget, 1)`` "schedule epochs",
+``elapsed`` being the training time the trainer sets (``elapsed_s``, the same on every process).
+Every rule above then runs over the budget as it would over max_epoch epochs: the cosine reaches
+min_lr when the budget is spent, a warm-up of W epochs lasts W / max_epoch of the budget, and so
+do step_epochs, the exponential decay and the margin warm-up.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import math
 
 
 class Schedule:
-    def __init__(self, optim_cfg: dict, max_epoch: int):
+    def __init__(self, optim_cfg: dict, max_epoch: int, budget_s: float = 0.0):
         self.name = optim_cfg["scheduler"]
         self.base_lr = float(optim_cfg["lr"])
         self.decay = float(optim_cfg["lr_decay"])
@@ -27,6 +34,8 @@ class Schedule:
         self.warmup = float(optim_cfg["warmup_epochs"])
         self.margin_warmup = float(optim_cfg["margin_warmup_epochs"])
         self.max_epoch = int(max_epoch)
+        self.budget_s = float(budget_s)
+        self.elapsed_s = 0.0
         self.last_progress = 0.0
         self.last_lr = self.base_lr
 
@@ -50,8 +59,16 @@ class Schedule:
             return target
         return target * min(1.0, progress / self.margin_warmup)
 
+    def schedule_progress(self, progress: float) -> float:
+        """The progress the rules use: ``progress`` in epochs, or the budget's share spent in schedule epochs."""
+        if self.budget_s > 0:
+            return self.max_epoch * min(self.elapsed_s / self.budget_s, 1.0)
+        return progress
+
     def apply(self, optimizer, progress: float, steps_per_epoch: int, loss=None) -> float:
-        """Set the lr of every parameter group (and the loss margin) for a step at ``progress``."""
+        """Set the lr of every parameter group (and the loss margin) for a step at ``progress``
+        (epochs; with a budget, ``elapsed_s`` decides instead)."""
+        progress = self.schedule_progress(progress)
         lr = self.lr(progress, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr

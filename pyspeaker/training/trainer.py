@@ -9,7 +9,22 @@ Outputs in the experiment directory (written by the first process only in a dist
                              baseline), or the weights of ``init_from``
   checkpoints/epoch_NNNN.pt  after each epoch (the last ``train.keep_last`` when set)
   checkpoints/best.pt        the epoch with the lowest validation EER (with validation)
-  checkpoints/final.pt       after the last epoch
+  checkpoints/final.pt       the model ``train.select`` picks when training ends: ``last`` (the last
+                             epoch), ``best`` (the epoch of lowest validation EER in metrics.tsv; ties:
+                             the later) or ``average`` (the mean of the last ``train.average_last``
+                             epoch checkpoints, checkpoint.average_checkpoints); it records ``select``
+                             and ``selected_from`` (its epochs). Selection reads validation results only.
+
+Time budget (``train.max_minutes`` M > 0): the budget counts training time from the first step
+(steps, validation, checkpoints; not the setup before). It is checked before every step: the first
+step past the budget is not taken, the epoch is closed as a partial one (validated, metrics row,
+checkpoint with ``partial`` and ``steps``) and final.pt written, so a run ends within one step (plus
+that epoch's validation and checkpoint) of M minutes. ``train.max_epoch`` is then an upper bound and
+the schedules run on time (:mod:`pyspeaker.training.schedule`). Under DDP the first process's clock
+decides for all. Checkpoints hold the training time so far (``train_seconds``): a resumed budgeted
+run continues the clock where its checkpoint left it (the time between the checkpoint and the stop
+is not counted), and one whose budget is spent only writes final.pt. A resumed partial epoch is
+not repeated: training continues with the next epoch.
 
 A run resumes from its latest epoch checkpoint (``resume="yes"``, or ``"auto"``: when there is
 one made with the same settings) and then continues exactly as if it had not stopped: model,
@@ -159,6 +174,7 @@ class _Run:
     validator: object | None
     rows: list
     best_eer: float = float("inf")
+    clock: object = None                # _Clock: training time and the budget
     start_epoch: int = 1
     init: object | None = None          # finetune.InitSource of --init-from
     keep_eval: list = None              # frozen modules kept in eval mode (train.freeze)
@@ -208,23 +224,48 @@ def _train(cfg, features, data_dir, exp_dir: Path, ckpt_dir: Path, progress, res
             if ckpt is None:
                 save_checkpoint(ckpt_dir / "init.pt", {**run.base_state(), "epoch": 0, "model": run.model.state_dict()})
     final = ckpt_dir / "final.pt"
-    if run.start_epoch > run.max_epoch:
-        log.info("%s is already trained to epoch %d (train.max_epoch %d)", exp_dir, run.start_epoch - 1, run.max_epoch)
-        with distributed.all_or_none(info):
-            if info.is_main and not final.is_file():
-                save_checkpoint(final, {k: v for k, v in ckpt.items() if k != "_path"})
-        return final
-    stepper = _make_stepper(run)
-    state = None
-    for epoch in range(run.start_epoch, run.max_epoch + 1):
-        state = _train_epoch(run, stepper, epoch, progress)
-    distributed.check_identical(info, run.net)
+    budget = run.clock.budget_s
+    if run.start_epoch > run.max_epoch or run.clock.spent():
+        log.info("%s is already trained to epoch %d (train.max_epoch %d%s)", exp_dir, run.start_epoch - 1,
+                 run.max_epoch, f", time budget {budget / 60:g} min, {run.clock.offset / 60:.2f} min used"
+                 if budget else "")
+        state = {k: v for k, v in ckpt.items() if k != "_path"}
+    else:
+        state = _train_epochs(run, progress)
+        distributed.check_identical(info, run.net)
     with distributed.all_or_none(info):
         if info.is_main:
-            save_checkpoint(final, state)
-            log.info("wrote %s", final)
+            _write_final(run, state, final)
     distributed.barrier(info)
     return final
+
+
+def _train_epochs(run: _Run, progress) -> dict:
+    """The epochs up to train.max_epoch or the time budget; returns the last epoch's state."""
+    stepper, state, budget = None, None, run.clock.budget_s
+    run.clock.start()
+    why = f"reached train.max_epoch {run.max_epoch}"
+    for epoch in range(run.start_epoch, run.max_epoch + 1):
+        if state is not None and run.clock.spent():  # spent on the last epoch's validation and checkpoint
+            why = f"time budget of {budget / 60:g} min spent after epoch {epoch - 1}"
+            break
+        stepper = stepper or _make_stepper(run)
+        new = _train_epoch(run, stepper, epoch, progress)
+        if new is None:
+            why = f"time budget of {budget / 60:g} min spent after epoch {epoch - 1}"
+            break
+        state = new
+        if state.get("stopped"):
+            why = state["stopped"]
+            break
+    used = run.clock.elapsed()
+    if budget and used < budget:
+        log.warning("training stopped: %s after %.2f min, before the time budget of %g min: the schedules ended "
+                    "at %.0f %% of theirs (raise train.max_epoch to use the budget)", why, used / 60, budget / 60,
+                    100 * used / budget)
+    else:
+        log.info("training stopped: %s; %.2f min (%.1f s) of training", why, used / 60, used)
+    return state
 
 
 def _load_data(cfg: dict, features, data_dir, expected_classes, feature_cfg=None):
@@ -285,13 +326,42 @@ def _build_run(cfg: dict, data, data_dir, info, device, exp_dir: Path, ckpt_dir:
             raise ConfigError(f"augment.specaugment: model {mopts['name']} computes its own features inside the "
                               "network, where SpecAugment cannot reach them; set --set augment.specaugment=false")
         spec = {k: int(a[k]) for k in ("freq_masks", "freq_width", "time_masks", "time_width")}
+        if data.masks_in_loader:  # drawn per crop by the data, applied on the device by data.on_device
+            spec = None
     validator = _make_validator(cfg, data_dir, feature_cfg)
     header = METRICS_HEADER if validator is None else METRICS_HEADER.rstrip("\n") + VALID_COLUMNS + "\n"
     trainable = [p for p in model.parameters() if p.requires_grad] + list(loss_fn.parameters())
     return _Run(cfg, info, device, exp_dir, ckpt_dir, data, plan, sampler, mopts, model, loss_fn,
                 SpeakerNet(model, loss_fn, spec), make_optimizer(cfg, trainable),
-                Schedule(cfg["optim"], max_epoch), torch.amp.GradScaler("cuda", enabled=mixed), mixed, channels_last,
-                validator, [header], init=src, keep_eval=keep_eval, trainable=trainable)
+                Schedule(cfg["optim"], max_epoch, budget_s=_budget_s(cfg)), torch.amp.GradScaler("cuda", enabled=mixed), mixed, channels_last,
+                validator, [header], clock=_Clock(info, _budget_s(cfg)), init=src, keep_eval=keep_eval,
+                trainable=trainable)
+
+
+def _budget_s(cfg: dict) -> float:
+    return 60.0 * float(cfg["train"]["max_minutes"])
+
+
+class _Clock:
+    """Training time in seconds (from the first step, plus that of the checkpoint resumed), the
+    first process's reading on every process, and the budget (0 = none)."""
+
+    def __init__(self, info, budget_s: float):
+        self.info, self.budget_s, self.offset, self.t0 = info, float(budget_s), 0.0, None
+        self.steps = 0  # taken in this invocation
+
+    def start(self) -> None:
+        self.t0 = time.time()
+
+    def elapsed(self) -> float:
+        t = self.offset + (0.0 if self.t0 is None else time.time() - self.t0)
+        if self.info.enabled:  # one clock for all, so that every process stops at the same step, same lr
+            t = float(distributed.all_reduce_sum(self.info, torch.tensor([t if self.info.is_main else 0.0],
+                                                                         dtype=torch.float64))[0])
+        return t
+
+    def spent(self) -> bool:
+        return self.budget_s > 0 and self.elapsed() >= self.budget_s
 
 
 def _make_validator(cfg: dict, data_dir, feature_cfg=None):
@@ -322,6 +392,7 @@ def _restore(run: _Run, ckpt: dict) -> None:
         run.scaler.load_state_dict(ckpt["scaler"])
     run.rows += [_fit_row(r, run.validator is not None) for r in ckpt.get("metrics", [])[1:]]
     run.best_eer = float(ckpt.get("best_valid_eer", float("inf")))
+    run.clock.offset = float(ckpt.get("train_seconds", 0.0))
     run.start_epoch = int(ckpt["epoch"]) + 1
     log.info("resuming %s from %s (epoch %d of %d)", run.exp_dir, ckpt["_path"], run.start_epoch - 1, run.max_epoch)
 
@@ -349,6 +420,23 @@ def _log_setup(run: _Run) -> None:
              "; mixed precision" if run.mixed else "", "; channels_last" if run.channels_last else "")
     if run.validator is not None:
         log.info("validation every %d epochs on %s", int(run.cfg["train"]["test_interval"]), run.validator.describe())
+    t, o = run.cfg["train"], run.cfg["optim"]
+    if run.clock.budget_s:
+        budget, max_epoch = run.clock.budget_s, run.max_epoch
+        rules = [f"{o['scheduler']} lr schedule"]
+        if float(o["warmup_epochs"]):
+            rules.append(f"lr warm-up over {float(o['warmup_epochs']) * budget / max_epoch / 60:.3g} min")
+        if float(o["margin_warmup_epochs"]):
+            rules.append(f"margin warm-up over {float(o['margin_warmup_epochs']) * budget / max_epoch / 60:.3g} min")
+        log.info("time budget %g min (train.max_minutes): training stops at the first step past it (that epoch "
+                 "closed as a partial one), at most %d epochs (train.max_epoch); the %s run on time: schedule "
+                 "epoch = %d x elapsed / budget (one per %.3g min), so they end with the budget", budget / 60,
+                 max_epoch, ", ".join(rules), max_epoch, budget / max_epoch / 60)
+    if t["select"] == "best":
+        log.info("final.pt will be the epoch of lowest validation EER (train.select=best)")
+    elif t["select"] == "average":
+        log.info("final.pt will be the average of the last %d epoch checkpoints (train.select=average)",
+                 int(t["average_last"]))
 
 
 def _make_stepper(run: _Run) -> Stepper:
@@ -361,8 +449,9 @@ def _make_stepper(run: _Run) -> Stepper:
                     run.mixed, run.device, int(run.cfg["data"]["nPerSpeaker"]), run.info.is_main)
 
 
-def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict:
-    """One epoch: its seeded batches, the steps, validation when due, metrics row and checkpoint."""
+def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict | None:
+    """One epoch: its seeded batches, the steps, validation when due, metrics row and checkpoint
+    (None when the time budget left no step for it)."""
     t, info, d = run.cfg["train"], run.info, run.cfg["data"]
     t0 = time.time()
     _seed_everything(int(t["seed"]), epoch, info.rank)
@@ -374,14 +463,26 @@ def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict:
         raise DataError(f"epoch {epoch} has no batch of {run.plan.batch_size} speakers", path=run.data.source)
     loader = torch.utils.data.DataLoader(run.data.dataset, sampler=batches, batch_size=None,
                                          num_workers=int(d["num_workers"]), pin_memory=run.device.type == "cuda")
-    bar = _progress_bar(loader, epoch, run.max_epoch, progress if info.is_main else False)
+    loader = run.data.on_device(loader, run.device)  # audio: augmentation and features batched on the device
+    budget, stop = run.clock.budget_s, {}
+    steps = _until_budget(loader, run, len(batches), stop) if budget else loader
+    bar = _progress_bar(steps, epoch, run.max_epoch, progress if info.is_main else False, total=len(batches))
     sums, lr = stepper.run_epoch(bar, epoch, len(batches))
+    done = stop.get("steps", len(batches))
+    if done == 0:  # the budget ran out between epochs: the last one stands
+        return None
+    stopped = None
+    if done < len(batches):
+        stopped = (f"time budget of {budget / 60:g} min reached in epoch {epoch} after {done} of {len(batches)} "
+                   f"steps (closed as a partial epoch)")
+    elif budget and epoch < run.max_epoch and run.clock.spent():
+        stopped = f"time budget of {budget / 60:g} min reached at the end of epoch {epoch}"
     distributed.check_disjoint_shards(info, batches, epoch)
     distributed.all_reduce_sum(info, sums)
     distributed.average_buffers(info, run.model)
     tot_loss, tot_acc, seen = float(sums[0] / sums[2]), float(sums[1] / sums[2]), int(sums[2])
     secs = time.time() - t0
-    valid = _validate(run, epoch)
+    valid = _validate(run, epoch, last=stopped is not None)
     row = f"{epoch}\t{tot_loss:.4f}\t{tot_acc:.2f}\t{lr:.6g}\t{secs:.1f}"
     if run.validator is not None:
         row += "\tnan\tnan" if valid is None else f"\t{valid['eer']:.4f}\t{valid['min_dcf']:.4f}"
@@ -389,8 +490,9 @@ def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict:
     gpu_mem = ""
     if run.device.type == "cuda":
         gpu_mem = f", peak GPU memory {torch.cuda.max_memory_allocated(run.device) / 2**20:.0f} MiB"
-    log.info("epoch %d/%d: loss %.4f, accuracy %.2f %%, lr %.3g, %.1f s (%.0f crops/s%s)%s",
-             epoch, run.max_epoch, tot_loss, tot_acc, lr, secs, seen / max(secs, 1e-9), gpu_mem,
+    log.info("epoch %d/%d%s: loss %.4f, accuracy %.2f %%, lr %.3g, %.1f s (%.0f crops/s%s)%s",
+             epoch, run.max_epoch, f" (partial, {done} of {len(batches)} steps)" if done < len(batches) else "",
+             tot_loss, tot_acc, lr, secs, seen / max(secs, 1e-9), gpu_mem,
              "" if valid is None else f"; validation EER {valid['eer']:.2f} %, minDCF {valid['min_dcf']:.4f} "
                                       f"(p_target {valid['p_target']:g})")
     if valid is not None and valid["eer"] < run.best_eer:
@@ -398,15 +500,41 @@ def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict:
     state = {**run.base_state(), "epoch": epoch, "model": run.model.state_dict(), "loss": run.loss_fn.state_dict(),
              "optimizer": run.opt.state_dict(), "scheduler": run.schedule.state_dict(),
              "scaler": run.scaler.state_dict(), "metrics": list(run.rows), "best_valid_eer": run.best_eer,
-             "valid": valid, "world_size": info.world_size}
+             "valid": valid, "world_size": info.world_size, "train_seconds": run.clock.elapsed(),
+             "steps": done, "partial": done < len(batches)}
     _save_epoch(run, epoch, state, valid)
+    if stopped:
+        state["stopped"] = stopped
     return state
 
 
-def _validate(run: _Run, epoch: int) -> dict | None:
-    """Validation results when this epoch is due (on the first process only), else None."""
+def _until_budget(loader, run: _Run, n_steps: int, stop: dict):
+    """The batches of ``loader`` while the budget lasts; sets the schedule's clock before each step
+    and ``stop["steps"]`` when it stops early."""
+    it = iter(loader)
+    try:
+        for step in range(n_steps):
+            t = run.clock.elapsed()
+            if t >= run.clock.budget_s and run.clock.steps:  # a run takes one step at least
+                stop["steps"] = step
+                return
+            run.schedule.elapsed_s = t
+            try:
+                batch = next(it)
+            except StopIteration:
+                stop["steps"] = step
+                return
+            run.clock.steps += 1
+            yield batch
+    finally:
+        del it
+
+
+def _validate(run: _Run, epoch: int, last: bool = False) -> dict | None:
+    """Validation results when this epoch is due (every test_interval epochs and the last one, on
+    the first process only), else None."""
     interval = int(run.cfg["train"]["test_interval"])
-    if run.validator is None or not (epoch % interval == 0 or epoch == run.max_epoch):
+    if run.validator is None or not (epoch % interval == 0 or epoch == run.max_epoch or last):
         return None
     valid = None
     with distributed.all_or_none(run.info):  # validation runs on the first process only
@@ -423,7 +551,63 @@ def _save_epoch(run: _Run, epoch: int, state: dict, valid: dict | None) -> None:
             if valid is not None and valid["eer"] <= run.best_eer:
                 save_checkpoint(run.ckpt_dir / "best.pt", state)
                 log.info("best validation EER so far: epoch %d -> %s", epoch, run.ckpt_dir / "best.pt")
-            prune_checkpoints(run.ckpt_dir, int(run.cfg["train"]["keep_last"]))
+            t = run.cfg["train"]
+            keep_last = int(t["keep_last"])
+            if t["select"] == "average" and keep_last:
+                keep_last = max(keep_last, int(t["average_last"]))  # the epochs to average stay
+            best = _best_epoch(run.rows) if t["select"] == "best" else None
+            prune_checkpoints(run.ckpt_dir, keep_last, () if best is None else (best[0],))
+
+
+def _best_epoch(rows: list) -> tuple[int, float] | None:
+    """(epoch, EER) of the lowest validation EER in the metrics rows (ties: the later), or None."""
+    best = None
+    for row in rows[1:]:
+        cells = row.rstrip("\n").split("\t")
+        if len(cells) < 6:
+            continue
+        eer = float(cells[5])
+        if np.isfinite(eer) and (best is None or eer <= best[1]):
+            best = (int(cells[0]), eer)
+    return best
+
+
+def _write_final(run: _Run, state: dict, final: Path) -> None:
+    """final.pt as train.select says, from the last epoch's ``state`` and the epoch checkpoints."""
+    from pyspeaker.training.checkpoint import average_checkpoints
+
+    t = run.cfg["train"]
+    rule, last = t["select"], int(state["epoch"])
+    state = {k: v for k, v in state.items() if k != "stopped"}
+    if rule == "best":
+        best = _best_epoch(run.rows)
+        if best is None:
+            log.warning("train.select=best but no epoch was validated: final.pt is the last epoch, %d", last)
+        elif best[0] != last:
+            path = run.ckpt_dir / f"epoch_{best[0]:04d}.pt"
+            if not path.is_file():
+                path = run.ckpt_dir / "best.pt"
+            state = load_checkpoint(path)
+            if int(state.get("epoch", -1)) != best[0]:
+                raise DataError(f"train.select=best: epoch {best[0]} has the lowest validation EER in metrics.tsv "
+                                f"but its checkpoint is gone (this holds epoch {state.get('epoch')})", path=path)
+        if best is not None:
+            save_checkpoint(final, {**state, "select": rule, "selected_from": [best[0]]})
+            log.info("wrote %s: epoch %d, the lowest validation EER (%.2f %%) of the run (train.select=best)",
+                     final, best[0], best[1])
+            return
+    if rule == "average":
+        n = int(t["average_last"])
+        chosen = [(e, p) for e, p in epoch_checkpoints(run.ckpt_dir) if last - n < e <= last]
+        if len(chosen) < n:
+            log.warning("train.average_last is %d but there are %d epoch checkpoints to average (epochs %s)", n,
+                        len(chosen), ", ".join(str(e) for e, _ in chosen))
+        average_checkpoints([p for _, p in chosen], final, extra={"select": rule})
+        log.info("wrote %s: the average of epochs %s (train.select=average, train.average_last %d)", final,
+                 ", ".join(str(e) for e, _ in chosen), n)
+        return
+    save_checkpoint(final, {**state, "select": "last", "selected_from": [last]})
+    log.info("wrote %s: epoch %d, the last one (train.select=%s)", final, last, rule)
 
 
 def _fit_row(row: str, with_valid: bool) -> str:
@@ -435,8 +619,8 @@ def _fit_row(row: str, with_valid: bool) -> str:
     return "\t".join(cells) + "\n"
 
 
-def _progress_bar(loader, epoch: int, max_epoch: int, progress: bool | None):
+def _progress_bar(loader, epoch: int, max_epoch: int, progress: bool | None, total: int | None = None):
     from tqdm import tqdm
 
-    return tqdm(loader, desc=f"epoch {epoch}/{max_epoch}", unit="batch", disable=True if progress is False else None,
+    return tqdm(loader, total=total, desc=f"epoch {epoch}/{max_epoch}", unit="batch", disable=True if progress is False else None,
                 leave=False, dynamic_ncols=True)
