@@ -327,6 +327,24 @@ CASES: list[Case] = [
                                                        "torchscript", "--out", s / "m.pt"], "voxceleb_trainer model"),
     ("export: --out is --model", lambda w, s: ["export", "--model", w.ckpt, "--format", "onnx", "--out", w.ckpt],
      "is the input --model"),
+    # import-model (the toolkits' own refusals are in test_import_*.py)
+    ("import-model: a WeSpeaker checkpoint without its config", lambda w, s: [
+        "import-model", "--from", "wespeaker", "--checkpoint", w.ckpt, "--out", s / "m"], "pass --config config.yaml"),
+    ("import-model: --out over the experiment", lambda w, s: [
+        "import-model", "--from", "voxceleb_trainer", "--checkpoint", w.ckpt, "--out", w.exp],
+     "contains the input --checkpoint"),
+    # the recipe's validation split, trial checks and fusion
+    ("split-valid: more speakers than can be held out", lambda w, s: [
+        "split-valid", "--data-dir", w.data, "--num-speakers", "99", "--valid-out", s / "v", "--train-out", s / "t"],
+     "--valid-speakers 99"),
+    ("split-valid: --train-out is --data-dir", lambda w, s: [
+        "split-valid", "--data-dir", w.data, "--num-speakers", "1", "--valid-out", s / "v", "--train-out", w.data],
+     "is the input --data-dir"),
+    ("check-trials: a trial names an unknown utterance", lambda w, s: [
+        "check-trials", "--trials", _write(s / "trials", "s0-u0 nobody target\n"), "--test-dir", w.data],
+     "'nobody'"),
+    ("fuse: --out is --trials", lambda w, s: [
+        "fuse", "train", "--scores", w.scores, "--trials", w.trials, "--out", w.trials], "is the input --trials"),
     # download-model (the downloads themselves, interrupted and mismatched, are in test_download.py)
     ("download-model: unknown model name", lambda w, s: ["download-model", "no_such.model", "--out", s / "models"],
      "baseline_lite_ap.model"),
@@ -337,6 +355,12 @@ CASES: list[Case] = [
      lambda w, s: ["local/prepare_fsdd.py", "--fsdd-dir", _mkdir(s / "data" / "fsdd_open_train"), "--out", s / "data"],
      "is the input --fsdd-dir"),
 ]
+
+
+def _write(p: Path, text: str) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
 
 
 def _mkdir(p: Path) -> Path:
