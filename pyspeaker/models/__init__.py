@@ -54,6 +54,12 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 _ALIASES = {"ECAPA_TDNN": "ECAPA-TDNN"}
 
 MODEL_NAMES = tuple(_REGISTRY)
+# pyspeaker's own training families (common options: nOut, encoder_type, n_mels, input_norm); the
+# imported ones take their toolkit's options
+IMPORTED_NAMES = tuple(n for n, (module, _) in _REGISTRY.items()
+                       if module.rsplit(".", 1)[1] in ("wespeaker_resnet", "wespeaker_ecapa", "campplus",
+                                                      "speechbrain_ecapa", "resemblyzer_lstm"))
+ZOO_NAMES = tuple(n for n in MODEL_NAMES if n not in IMPORTED_NAMES)
 
 
 def canonical_name(name: str) -> str:

@@ -248,11 +248,14 @@ def _train_epochs(run: _Run, progress) -> dict:
     for epoch in range(run.start_epoch, run.max_epoch + 1):
         if state is not None and run.clock.spent():  # spent on the last epoch's validation and checkpoint
             why = f"time budget of {budget / 60:g} min spent after epoch {epoch - 1}"
+            _record_spent(run, state)
             break
         stepper = stepper or _make_stepper(run)
         new = _train_epoch(run, stepper, epoch, progress)
         if new is None:
             why = f"time budget of {budget / 60:g} min spent after epoch {epoch - 1}"
+            if state is not None:
+                _record_spent(run, state)
             break
         state = new
         if state.get("stopped"):
@@ -266,6 +269,15 @@ def _train_epochs(run: _Run, progress) -> dict:
     else:
         log.info("training stopped: %s; %.2f min (%.1f s) of training", why, used / 60, used)
     return state
+
+
+def _record_spent(run: _Run, state: dict) -> None:
+    """The budget ran out after ``state``'s epoch was saved (on its closing): its checkpoint gets the
+    clock as it is now, so that a resumed run knows the budget is spent and trains nothing more."""
+    state["train_seconds"] = max(float(state.get("train_seconds", 0.0)), run.clock.elapsed())
+    with distributed.all_or_none(run.info):
+        if run.info.is_main:
+            save_checkpoint(run.ckpt_dir / f"epoch_{int(state['epoch']):04d}.pt", state)
 
 
 def _load_data(cfg: dict, features, data_dir, expected_classes, feature_cfg=None):
