@@ -199,8 +199,9 @@ def test_validation_metrics_best_checkpoint_and_plot(tmp_path, speaker_store):
                                     f"valid.features={speaker_store}"])
     train(cfg, speaker_store, exp, progress=False)
     rows = _metrics(exp)
-    assert rows[0] == ["epoch", "loss", "accuracy", "lr", "seconds", "valid_eer", "valid_min_dcf"]
-    assert rows[1][5:] == ["nan", "nan"]                     # not validated at epoch 1
+    assert rows[0] == ["epoch", "loss", "accuracy", "lr", "seconds", "valid_eer", "valid_min_dcf", "crops_per_s",
+                       "data_wait_pct"]
+    assert rows[1][5:7] == ["nan", "nan"]                    # not validated at epoch 1
     eers = [float(rows[2][5]), float(rows[3][5])]              # epoch 2 and the last epoch
     assert all(0 <= e <= 100 for e in eers) and 0 <= float(rows[3][6])
     best = load_checkpoint(exp / "checkpoints" / "best.pt")

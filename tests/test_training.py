@@ -87,7 +87,12 @@ def test_train_writes_outputs_and_learns(speaker_store, tmp_path):
     for name in ("init.pt", "epoch_0001.pt", "epoch_0002.pt", "epoch_0003.pt", "final.pt"):
         assert (exp / "checkpoints" / name).is_file()
     rows = (exp / "metrics.tsv").read_text().splitlines()
-    assert rows[0] == "epoch\tloss\taccuracy\tlr\tseconds" and len(rows) == 4
+    assert rows[0] == "epoch\tloss\taccuracy\tlr\tseconds\tcrops_per_s\tdata_wait_pct" and len(rows) == 4
+    for r in rows[1:]:  # how fast each epoch went and its share of waiting for the loader
+        speed, wait = map(float, r.split("\t")[5:7])
+        assert speed > 0 and 0 <= wait < 100
+    log_line = next(line for line in (exp / "train.log").read_text().splitlines() if "epoch 1/3" in line)
+    assert "crops/s, data wait" in log_line
     losses = [float(r.split("\t")[1]) for r in rows[1:]]
     assert losses[-1] < losses[0]
     saved = yaml.safe_load((exp / "config.yaml").read_text())

@@ -62,6 +62,8 @@ log = get_logger(__name__)
 
 METRICS_HEADER = "epoch\tloss\taccuracy\tlr\tseconds\n"
 VALID_COLUMNS = "\tvalid_eer\tvalid_min_dcf"
+# after the others: how fast the epoch went and how much of it waited for the data loader
+SPEED_COLUMNS = "\tcrops_per_s\tdata_wait_pct"
 RESUME_MODES = ("no", "auto", "yes")
 
 
@@ -341,7 +343,7 @@ def _build_run(cfg: dict, data, data_dir, info, device, exp_dir: Path, ckpt_dir:
         if data.masks_in_loader:  # drawn per crop by the data, applied on the device by data.on_device
             spec = None
     validator = _make_validator(cfg, data_dir, feature_cfg)
-    header = METRICS_HEADER if validator is None else METRICS_HEADER.rstrip("\n") + VALID_COLUMNS + "\n"
+    header = (METRICS_HEADER.rstrip("\n") + ("" if validator is None else VALID_COLUMNS) + SPEED_COLUMNS + "\n")
     trainable = [p for p in model.parameters() if p.requires_grad] + list(loss_fn.parameters())
     return _Run(cfg, info, device, exp_dir, ckpt_dir, data, plan, sampler, mopts, model, loss_fn,
                 SpeakerNet(model, loss_fn, spec), make_optimizer(cfg, trainable),
@@ -473,8 +475,10 @@ def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict | No
     batches = run.sampler.batches(epoch)
     if not batches:
         raise DataError(f"epoch {epoch} has no batch of {run.plan.batch_size} speakers", path=run.data.source)
-    loader = torch.utils.data.DataLoader(run.data.dataset, sampler=batches, batch_size=None,
-                                         num_workers=int(d["num_workers"]), pin_memory=run.device.type == "cuda")
+    loader = _WaitTimer(torch.utils.data.DataLoader(run.data.dataset, sampler=batches, batch_size=None,
+                                                    num_workers=int(d["num_workers"]),
+                                                    pin_memory=run.device.type == "cuda"))
+    timer = loader
     loader = run.data.on_device(loader, run.device)  # audio: augmentation and features batched on the device
     budget, stop = run.clock.budget_s, {}
     steps = _until_budget(loader, run, len(batches), stop) if budget else loader
@@ -494,17 +498,22 @@ def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict | No
     distributed.average_buffers(info, run.model)
     tot_loss, tot_acc, seen = float(sums[0] / sums[2]), float(sums[1] / sums[2]), int(sums[2])
     secs = time.time() - t0
+    crops_per_s, wait_pct = seen / max(secs, 1e-9), 100.0 * timer.wait / max(secs, 1e-9)
     valid = _validate(run, epoch, last=stopped is not None)
     row = f"{epoch}\t{tot_loss:.4f}\t{tot_acc:.2f}\t{lr:.6g}\t{secs:.1f}"
     if run.validator is not None:
         row += "\tnan\tnan" if valid is None else f"\t{valid['eer']:.4f}\t{valid['min_dcf']:.4f}"
-    run.rows.append(row + "\n")
+    run.rows.append(row + f"\t{crops_per_s:.1f}\t{wait_pct:.1f}\n")
     gpu_mem = ""
     if run.device.type == "cuda":
         gpu_mem = f", peak GPU memory {torch.cuda.max_memory_allocated(run.device) / 2**20:.0f} MiB"
-    log.info("epoch %d/%d%s: loss %.4f, accuracy %.2f %%, lr %.3g, %.1f s (%.0f crops/s%s)%s",
+        try:  # needs the NVIDIA management library (pynvml); without it the figure is left out
+            gpu_mem += f", GPU utilisation {torch.cuda.utilization(run.device)} %"
+        except Exception:  # noqa: BLE001
+            pass
+    log.info("epoch %d/%d%s: loss %.4f, accuracy %.2f %%, lr %.3g, %.1f s (%.0f crops/s, data wait %.1f %%%s)%s",
              epoch, run.max_epoch, f" (partial, {done} of {len(batches)} steps)" if done < len(batches) else "",
-             tot_loss, tot_acc, lr, secs, seen / max(secs, 1e-9), gpu_mem,
+             tot_loss, tot_acc, lr, secs, crops_per_s, wait_pct, gpu_mem,
              "" if valid is None else f"; validation EER {valid['eer']:.2f} %, minDCF {valid['min_dcf']:.4f} "
                                       f"(p_target {valid['p_target']:g})")
     if valid is not None and valid["eer"] < run.best_eer:
@@ -518,6 +527,28 @@ def _train_epoch(run: _Run, stepper: Stepper, epoch: int, progress) -> dict | No
     if stopped:
         state["stopped"] = stopped
     return state
+
+
+class _WaitTimer:
+    """A loader whose iteration sums the seconds the training loop waited for its next batch
+    (``wait``): the data-wait share of an epoch, which says whether training waits for data."""
+
+    def __init__(self, loader):
+        self.loader, self.wait = loader, 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        it = iter(self.loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            self.wait += time.perf_counter() - t
+            yield batch
 
 
 def _until_budget(loader, run: _Run, n_steps: int, stop: dict):
