@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pyspeaker.models.wespeaker_resnet import BasicBlock, check_alias, make_pooling
+from pyspeaker.models.wespeaker_resnet import BasicBlock, check_alias, make_pooling, make_stage
 
 SEG_LEN = 100  # frames per segment of CAM's segment pooling
 
@@ -177,11 +177,8 @@ class FCM(nn.Module):
         self.out_channels = m_channels * (feat_dim // 8)
 
     def _make_layer(self, block, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(block(self.in_planes, planes, s))
-            self.in_planes = planes * block.expansion
-        return nn.Sequential(*layers)
+        stage, self.in_planes = make_stage(block, self.in_planes, planes, num_blocks, stride)
+        return stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x.unsqueeze(1))))

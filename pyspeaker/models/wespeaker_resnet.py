@@ -206,6 +206,16 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+def make_stage(block, in_planes: int, planes: int, num_blocks: int, stride: int) -> tuple[nn.Sequential, int]:
+    """A ResNet stage of ``num_blocks`` blocks, the first with ``stride``; returns it and its output
+    channels (the next stage's ``in_planes``)."""
+    layers = []
+    for s in [stride] + [1] * (num_blocks - 1):
+        layers.append(block(in_planes, planes, s))
+        in_planes = planes * block.expansion
+    return nn.Sequential(*layers), in_planes
+
+
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (with the stride), 1x1 expand to 4x planes, each with BN; shortcut as BasicBlock."""
 
@@ -268,11 +278,8 @@ class WeSpeakerResNet(nn.Module):
             self.seg_2 = nn.Identity()
 
     def _make_layer(self, block, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(block(self.in_planes, planes, s))
-            self.in_planes = planes * block.expansion
-        return nn.Sequential(*layers)
+        stage, self.in_planes = make_stage(block, self.in_planes, planes, num_blocks, stride)
+        return stage
 
     def frame_level(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, F] features -> the last stage's maps [B, C, F/8, T/8]."""

@@ -26,6 +26,19 @@ import numpy as np
 from pyspeaker.errors import DataError
 
 
+
+def _read_json(path: str | os.PathLike, what: str) -> dict:
+    """The JSON object in ``path``; DataError naming the file (and line) when it is missing or broken."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{what} not found", path=path) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON ({e.msg})", path=path, line=e.lineno) from None
+    if not isinstance(data, dict):
+        raise DataError(f"not a {what} (expected a JSON object)", path=path)
+    return data
+
 @dataclass
 class Calibration:
     scale: float
@@ -47,12 +60,7 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Calibration":
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise DataError("calibration file not found", path=path) from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg})", path=path, line=e.lineno) from None
+        data = _read_json(path, "calibration file")
         if data.get("type", "linear") != "linear" or "scale" not in data or "offset" not in data:
             raise DataError("not a linear calibration (needs 'scale' and 'offset')", path=path)
         fields = {k: data[k] for k in ("scale", "offset", "p_target", "num_target", "num_nontarget", "trials", "scores")
@@ -167,12 +175,7 @@ class Fusion:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Fusion":
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise DataError("fusion file not found", path=path) from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg})", path=path, line=e.lineno) from None
+        data = _read_json(path, "fusion file")
         if data.get("type") != "fusion" or not isinstance(data.get("weights"), list) or "offset" not in data:
             raise DataError("not a fusion file (needs type 'fusion', 'weights' and 'offset')", path=path)
         return cls(**{k: data[k] for k in ("weights", "offset", "p_target", "num_target", "num_nontarget", "systems",
