@@ -40,16 +40,21 @@ def main():
 {body}
 
 
+code = 0
 try:
     main()
 except PyspeakerError as e:  # as the CLI does
     print(f"error: {{e.format()}}", file=sys.stderr)
-    sys.exit(1)
+    code = 1
 finally:  # as train() does: a process group left at exit can abort the interpreter's teardown
     import torch.distributed as dist
 
     if dist.is_initialized():
         dist.destroy_process_group()
+# and leave as the CLI does (once pyarrow is loaded, its thread pools can abort the teardown)
+from pyspeaker.cli import _leave
+
+_leave(code)
 """
 
 

@@ -35,7 +35,7 @@ def test_prepare_fsdd_writes_both_protocols(tmp_path):
     closed_train = [u for u, _ in _lines(tmp_path / "fsdd_closed_train/utt2spk")]
     assert len(closed_train) == 2700 and not set(closed_train) & set(closed_test)
     wav = dict(_lines(tmp_path / "fsdd_open_test/wav.scp"))
-    assert wav["theo-7_31"] == str((FSDD / "recordings/7_theo_31.wav").resolve())
+    assert Path(wav["theo-7_31"]).resolve() == (FSDD / "recordings/7_theo_31.wav").resolve()
     trials = _lines(tmp_path / "fsdd_closed_test/trials")
     assert trials[0] == ["george-0_0", "george-0_1", "target"]
     labels = {(e, t): y for e, t, y in trials}
