@@ -12,7 +12,7 @@ import pytest
 from conftest import copy_recipe
 
 # A small corpus and the TDNN of conf/tdnn_small.yaml: about a minute on 2 cores, and it learns.
-TINY = ["--num-train-speakers", "16", "--num-test-speakers", "6", "--utts-per-speaker", "6", "--nj", "2",
+TINY = ["--systems", "trained untrained", "--num-train-speakers", "16", "--num-test-speakers", "6", "--utts-per-speaker", "6", "--nj", "2",
         "--train-config", "conf/tdnn_small.yaml", "--exp-name", "tdnn_small",
         "--train-overrides", "train.max_epoch=8 data.batch_size=16 data.crop_frames=100"]
 
@@ -71,9 +71,9 @@ def test_recipe_end_to_end(recipe_dir):
     # the README's verify lines, on this run's model: first and last test files are different speakers
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     lines = [line.split("#")[0].strip() for line in readme.splitlines()
-             if line.startswith("a=$(awk") or line.startswith("pyspeaker verify --model exp/resnet34l_amsoftmax")]
+             if line.startswith("a=$(awk") or line.startswith("pyspeaker verify --model exp/tdnn/")]
     assert len(lines) == 2, lines
-    script = "\n".join(lines).replace("resnet34l_amsoftmax", "tdnn_small")
+    script = "\n".join(lines).replace("exp/tdnn/", "exp/tdnn_small/")
     verify = subprocess.run(["bash", "-c", script], cwd=d, capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     score, decision = verify.stdout.split()

@@ -2,7 +2,7 @@
 # local/prepare_mini.py (16 kHz, no downloads). Every variable here can be overridden on the
 # command line of run.sh as --name value (e.g. ./run.sh --num-train-speakers 80).
 corpus_seed=0
-num_train_speakers=40
+num_train_speakers=100                # more speakers, not more epochs, is what the network needs here
 num_test_speakers=20
 utts_per_speaker=16
 corpus_audio=data/mini_audio          # where the generated WAV files go
@@ -13,11 +13,15 @@ trials=data/test/trials               # Kaldi trials: <enroll> <test> target|non
 
 feat_conf=conf/fbank.conf             # Kaldi-style option file (80-dim fbank)
 feat_opts=""                          # more make-features options, e.g. "--vad --cmn sliding"
-train_config=conf/resnet34l_amsoftmax.yaml
-# A short schedule for a small corpus on two CPU cores (the config file is the lab's full setting):
-# 1 s crops, small batches, a small margin and per-crop mean normalisation learn fastest here.
-train_overrides="train.max_epoch=10 data.crop_frames=100 data.batch_size=16 optim.lr=0.002 optim.lr_decay=0.9 optim.step_epochs=1 model.nOut=256 model.input_norm=mean loss.margin=0.1"
-exp_name=resnet34l_amsoftmax
+train_config=conf/tdnn_small.yaml
+# Measured on this corpus (2 CPU cores, trained cosine / LDA+PLDA EER against the MFCC-statistics
+# baseline's LDA+PLDA): ResNetSE34L + AM-softmax, 40 speakers, 10 epochs: 15.7 / 15.0 %, 8.5 min;
+# the x-vector TDNN, 40 speakers, 15 epochs: 16.7 / 16.0 % (baseline 13.2 %), 2.2 min; the TDNN,
+# 100 speakers, 20 epochs of 1 s crops: 10.9 / 10.2 % (baseline 11.0 %).
+train_overrides="train.max_epoch=20 data.crop_frames=100 data.batch_size=64 model.nOut=256"
+exp_name=tdnn
+systems="trained untrained baseline"  # the network, its random initialisation, MFCC statistics
+baseline_feat_conf=conf/mfcc.conf
 backends="cosine plda"               # stage 4-6 back-ends: cosine (with training mean), plda (LDA + PLDA)
 score_norms="none asnorm"             # none, snorm, asnorm (cohort: training speaker means)
 asnorm_top_n=20                       # AS-norm cohort size (WeSpeaker uses 300 of 5994 VoxCeleb2 speakers)
