@@ -128,7 +128,7 @@ if run_stage 0; then
     log "stage 0: data/ is up to date, skipping"
   else
     made_sets=()
-    for protocol in $protocol_list; do select_protocol "$protocol"; made_sets+=("$p_train" "$p_test"); done
+    for protocol in $protocol_list; do select_protocol "$protocol"; made_sets+=("$p_full_train" "$p_test"); done
     [ "$own_data_dirs" = false ] || check_own_data_dirs "$recipe" "${made_sets[@]}"
     prepare_data >&2   # stdout of run.sh carries only the results table
     if [ "$own_data_dirs" != false ]; then   # (a recipe that links the user's dirs validates them itself)
@@ -136,7 +136,7 @@ if run_stage 0; then
       for protocol in $protocol_list; do
         select_protocol "$protocol"
         # shellcheck disable=SC2086
-        for set in "$p_train" "$p_test"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
+        for set in "$p_full_train" "$p_test"; do pyspeaker validate-data $validate_opts "data/$set" >&2; done
       done
     fi
     mark_done "data/.done.prepare.$recipe" "$fp"   # one marker per recipe: recipes share data/

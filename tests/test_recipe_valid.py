@@ -118,3 +118,19 @@ def test_datadir_recipe_with_validation_calibration_and_fusion(corpus, tmp_path)
     table = (exp / "RESULTS.md").read_text()
     assert "actDCF (p_target=0.01)" in table and "| fusion |" in table and "| baseline |" in table
     assert "system" in proc.stdout and "fusion" in proc.stdout
+
+
+def test_default_recipe_stage_0_with_validation_speakers(tmp_path):
+    """A recipe that writes its own data dirs: stage 0 makes data/train (validated, recorded as its own),
+    then holds out the validation speakers from it; a second run skips both."""
+    d = copy_recipe(tmp_path / "r")
+    args = ["--num-train-speakers", "6", "--num-test-speakers", "2", "--utts-per-speaker", "3",
+            "--valid-speakers", "2", "--stop-stage", "0"]
+    proc = run_sh(d, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (d / "data/.made_by/train").read_text().strip() == "mini"
+    spk = lambda name: {line.split()[1] for line in (d / "data" / name / "utt2spk").read_text().splitlines()}
+    assert len(spk("train_valid")) == 2 and len(spk("train_sub")) == 4
+    assert spk("train_valid") | spk("train_sub") == spk("train") and not spk("train_valid") & spk("train_sub")
+    again = run_sh(d, *args)
+    assert again.returncode == 0 and "data/train_valid and data/train_sub are up to date, skipping" in again.stderr
