@@ -79,12 +79,17 @@ def test_whole_utterance_embedding_equals_the_vt_file_loaded_directly(vt_dir):
      "options of a voxceleb_trainer model, not of speechbrain"),
     (["--from", "voxceleb_trainer", "--checkpoint", str(VT_MODEL), "--vt-model", "ResNetSE34V2", "--out", "{tmp}/m"],
      "does not match the model"),
-    (["--from", "voxceleb_trainer", "--checkpoint", str(VT_MODEL), "--out", str(FIXTURE)], "contains the input --checkpoint"),
+    (["--from", "voxceleb_trainer", "--checkpoint", "{tmp}/in/lite.model", "--out", "{tmp}/in"],
+     "contains the input --checkpoint"),
     (["--from", "tensorflow", "--out", "{tmp}/m"], "Invalid value for '--from'"),
     (["--from", "voxceleb_trainer", "--checkpoint", str(VT_MODEL), "--embedding-norm", str(VT_MODEL),
       "--out", "{tmp}/m"], "--embedding-norm is SpeechBrain's mean_var_norm_emb.ckpt; voxceleb_trainer has none"),
 ])
 def test_bad_input(args, message, tmp_path):
+    import shutil
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(VT_MODEL, tmp_path / "in" / "lite.model")  # a copy: an output refused must never be ../shared
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     r = run_cli("import-model", *args)
     assert r.returncode != 0

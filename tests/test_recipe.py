@@ -32,13 +32,14 @@ def test_run_sh_help_lists_stages_and_settings(recipe_dir):
     proc = subprocess.run(["./run.sh", "--help"], cwd=recipe_dir, capture_output=True, text=True)
     assert proc.returncode == 0
     assert "0 data, 1 features, 2 train, 3 embeddings, 4 back-end, 5 score, 6 metrics" in proc.stdout
-    assert "--num-train-speakers 40" in proc.stdout
+    assert "--num-train-speakers 100" in proc.stdout
     bad = subprocess.run(["./run.sh", "--no-such-setting", "1"], cwd=recipe_dir, capture_output=True, text=True)
     assert bad.returncode == 1 and "unknown option --no-such-setting" in bad.stderr
     bad = subprocess.run(["./run.sh", "--systems", "trained ivector"], cwd=recipe_dir, capture_output=True, text=True)
     assert bad.returncode == 1
     assert "unknown system 'ivector' in --systems (valid: trained untrained baseline pretrained)" in bad.stderr
-    bad = subprocess.run(["./run.sh", "--systems", "baseline"], cwd=recipe_dir, capture_output=True, text=True)
+    bad = subprocess.run(["./run.sh", "--systems", "baseline", "--baseline-feat-conf", ""], cwd=recipe_dir,
+                         capture_output=True, text=True)
     assert bad.returncode == 1 and "--systems has baseline but --baseline-feat-conf is empty" in bad.stderr
 
 
