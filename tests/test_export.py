@@ -55,6 +55,18 @@ def _record(name: str, fmt: str, diff: float) -> None:
     print(f"\nexport parity {name:20s} {fmt:11s} max abs diff {diff:.3g}")
 
 
+def _max_diff(model, run, inputs) -> float:
+    """Max abs difference between ``run(x)`` (an exported model, numpy out) and the eager model."""
+    diff = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            want = model(x).numpy()
+            got = run(x)
+            assert got.shape == want.shape
+            diff = max(diff, float(np.abs(got - want).max()))
+    return diff
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """name -> (eager model, torchscript path, onnx path or None), exported once per family."""
@@ -100,13 +112,7 @@ def test_onnx_parity(name, speech, exported):
     model, _, onnx_path = exported(name)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["feats"]
-    diff = 0.0
-    with torch.no_grad():
-        for x in speech:
-            want = model(x).numpy()
-            got = session.run(None, {"feats": x.numpy()})[0]
-            assert got.shape == want.shape
-            diff = max(diff, float(np.abs(got - want).max()))
+    diff = _max_diff(model, lambda x: session.run(None, {"feats": x.numpy()})[0], speech)
     _record(name, "onnx", diff)
     assert diff <= TOL
 
@@ -150,13 +156,7 @@ def test_with_frontend_parity(name, fmt, speech_16k, tmp_path):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         assert [i.name for i in session.get_inputs()] == ["waveform"]
         run = lambda wav: session.run(None, {"waveform": wav.numpy()})[0]
-    diff = 0.0
-    with torch.no_grad():
-        for wav in speech_16k:
-            want = model(wav).numpy()
-            got = run(wav)
-            assert got.shape == want.shape
-            diff = max(diff, float(np.abs(got - want).max()))
+    diff = _max_diff(model, run, speech_16k)
     _record(f"{name}+frontend", fmt, diff)
     assert diff <= TOL
 
@@ -273,13 +273,7 @@ def test_imported_feature_model_parity(name, fmt, speech, tmp_path):
     else:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         run = lambda x: session.run(None, {"feats": x.numpy()})[0]
-    diff = 0.0
-    with torch.no_grad():
-        for x in speech:
-            want = model(x).numpy()
-            got = run(x)
-            assert got.shape == want.shape
-            diff = max(diff, float(np.abs(got - want).max()))
+    diff = _max_diff(model, run, speech)
     _record(name, fmt, diff)
     assert diff <= TOL
 
@@ -293,13 +287,7 @@ def test_imported_waveform_model_parity(name, speech_16k, tmp_path):
     torch.manual_seed(0)
     model = build_model(name, waveform=True, **IMPORTED_WAVEFORM_MODELS[name]).eval()
     loaded = torch.jit.load(str(export_model(model, "torchscript", tmp_path / "w.pt", with_frontend=True)))
-    diff = 0.0
-    with torch.no_grad():
-        for wav in speech_16k:
-            want = model(wav).numpy()
-            got = loaded(wav).numpy()
-            assert got.shape == want.shape
-            diff = max(diff, float(np.abs(got - want).max()))
+    diff = _max_diff(model, lambda wav: loaded(wav).numpy(), speech_16k)
     _record(f"{name}+frontend", "torchscript", diff)
     assert diff <= TOL
     with pytest.raises(ConfigError, match="export it with --with-frontend"):
