@@ -109,3 +109,19 @@ def test_failed_import_keeps_the_earlier_dir(vt_dir, tmp_path):
                 "--out", out)
     assert r.returncode == 1 and "does not match the model" in r.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_non_finite_source_weights_are_refused(tmp_path):
+    """NaN or inf in a source tensor is refused where it enters, naming the key; nothing is written."""
+    pytest.importorskip("resemblyzer", reason="resemblyzer (test-only, ships pretrained.pt) is not installed")
+    import torch
+
+    from pyspeaker.compat.resemblyzer import bundled_checkpoint
+
+    ckpt = torch.load(bundled_checkpoint(), map_location="cpu", weights_only=True)
+    ckpt["model_state"]["linear.bias"][3] = float("nan")
+    bad = tmp_path / "nan.pt"
+    torch.save(ckpt, bad)
+    r = run_cli("import-model", "--from", "resemblyzer", "--checkpoint", bad, "--out", tmp_path / "m")
+    assert r.returncode == 1 and "source key linear.bias holds NaN or inf" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()

@@ -87,6 +87,8 @@ def map_state(source: Mapping[str, torch.Tensor], network: nn.Module, rename: Ca
         elif tuple(value.shape) != tuple(expected[target].shape):
             problems.append(f"source key {key}: shape {_shape(value)}, but pyspeaker's {target} has "
                             f"{_shape(expected[target])}")
+        elif torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
+            problems.append(f"source key {key} holds NaN or inf")
         else:
             taken_by[target] = key
             out[target] = value.detach().to(expected[target].dtype).clone()
