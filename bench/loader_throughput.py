@@ -1,28 +1,40 @@
 #!/usr/bin/env python
 """Loader throughput: crops per second of the training data path, pyspeaker vs. voxceleb_trainer's
-loader and augmentation (re-implemented here, no network), in the same run on generated data.
+own loader and augmentation code (DatasetLoader.py, imported from a work tree of its repository),
+in the same run on generated data. No network is trained.
 
 Cases (2 s crops, 200 frames, batches of 64, DataLoader workers as --workers, 1 torch thread each):
-  store      pyspeaker's feature store (in memory): CropDataset's one-gather batches.
-  audio      crops read from WAVs by seeking, Kaldi fbank (conf/fbank.conf) of the whole batch;
-             pyspeaker: workers hand over raw crops, features made by BatchAugmenter in the main
-             process (the device path, here on the CPU).
-  augmented  audio + MUSAN noise/music/babble + RIR reverberation (p = 1: every crop augmented)
-             + speed perturbation 0.9/1.0/1.1 + SpecAugment: pyspeaker's banks and batched path.
-  vt-audio   voxceleb_trainer's DatasetLoader: soundfile.read of the whole file (float64), wrap-pad,
-             random crop, per crop; waveforms only (its features are computed in the network).
-  vt-augmented  vt-audio + its AugmentWAV: per crop one of none / reverb / music / speech / noise,
-             each noise and RIR file read with soundfile per crop, numpy SNR scaling, scipy convolve.
-             (voxceleb_trainer has no speed perturbation or SpecAugment in its loader.)
+  store       pyspeaker's feature store (in memory): CropDataset's one-gather batches.
+  audio       crops read from WAVs by seeking, or sliced from the memory-mapped data.audio_bank.
+              "loader": what the DataLoader workers hand over (raw crops; the fbank is made on the
+              training device). "CPU path": the same plus the batched fbank of conf/fbank.conf in
+              the main process, as training on a CPU does.
+  augmented   audio + MUSAN-layout noise/music/babble + RIR reverberation (p = 1: every crop
+              augmented) + speed perturbation 0.9/1.0/1.1 + SpecAugment: the loader draws and
+              gathers noise segments and RIRs from the memory-mapped banks; mixing, FFT
+              reverberation, resampling, fbank and masks run in BatchAugmenter (CPU path only).
+  vt-audio    voxceleb_trainer's train_dataset_loader (augment off): soundfile.read of the whole
+              file (float64), wrap-pad, random crop, per crop. "+ front-end": its ResNetSE34L's
+              MelSpectrogram + log + InstanceNorm on the batch (its features live in the network).
+  vt-augmented  the same with its AugmentWAV: per crop one of none / reverb / music / speech /
+              noise, each noise and RIR file read per crop, numpy SNR scaling, scipy convolution.
+              (It has no speed perturbation or SpecAugment.)
 
-Usage: python bench/loader_throughput.py [--quick] [--batches 20] [--workers 2] [--out FILE.json]
+The loader rows are the data path that has to keep a GPU fed (on CUDA the rest runs there); the CPU
+rows are what a CPU-only run spends per crop besides the network.
+
+--train-wait: also `pyspeaker train` ResNetSE34L + AM-softmax for 2 short epochs from the augmented
+audio (audio bank, the workers, the batched path on the CPU) and report the data-wait share of the
+last epoch, as train.log and metrics.tsv give it.
+
+Usage: python bench/loader_throughput.py --vt-dir DIR [--train-wait] [--quick] [--batches 30] [--workers 2]
+                                         [--out FILE.json]
+  DIR: a work tree of https://github.com/clovaai/voxceleb_trainer (without it, its rows are skipped).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import sys
 import tempfile
 import time
@@ -54,88 +66,48 @@ def make_data(root: Path, utts: int) -> dict:
     wav, u2s = [t for _, t in sorted(wav)], [t for _, t in sorted(u2s)]
     (train / "wav.scp").write_text("".join(wav))
     (train / "utt2spk").write_text("".join(u2s))
+    # the layouts voxceleb_trainer's globs expect (musan_split/<kind>/<source>/<id>/*.wav,
+    # simulated_rirs/<room>/<id>/*.wav); pyspeaker finds the kind from the folder names
     musan = root / "musan"
     for kind, count, secs in (("noise", 20, 8), ("music", 10, 30), ("speech", 20, 20)):
-        (musan / kind).mkdir(parents=True)
         for i in range(count):
-            sf.write(musan / kind / f"{kind}-b-{i:04d}.wav", rng.normal(0, 0.1, SR * secs).astype(np.float32), SR,
-                     subtype="PCM_16")
+            d = musan / kind / "b" / f"{kind}-b-{i:04d}"
+            d.mkdir(parents=True)
+            sf.write(d / "00000.wav", rng.normal(0, 0.1, SR * secs).astype(np.float32), SR, subtype="PCM_16")
     rirs = root / "rirs"
-    rirs.mkdir()
     for i in range(20):
         n = SR // 2
-        sf.write(rirs / f"rir{i:03d}.wav", (rng.normal(0, 1, n) * np.exp(-np.arange(n) / 1500)).astype(np.float32), SR)
-    return {"train": train, "musan": musan, "rirs": rirs, "utts": utts}
+        d = rirs / "smallroom" / f"Room{i:03d}"
+        d.mkdir(parents=True)
+        sf.write(d / "Room-00001.wav", (rng.normal(0, 1, n) * np.exp(-np.arange(n) / 1500)).astype(np.float32), SR)
+    (root / "train_list.txt").write_text("".join(f"{line.split('-')[0]} {line.split()[1]}\n" for line in wav))
+    return {"train": train, "musan": musan, "rirs": rirs, "utts": utts, "list": root / "train_list.txt"}
 
 
-# ----------------------------------------------------------------------------- voxceleb_trainer, re-implemented
+# ----------------------------------------------------------------------------- voxceleb_trainer's own code
 
-def vt_load_wav(filename, max_frames):
-    max_audio = max_frames * 160 + 240
-    audio, _ = sf.read(filename)
-    audiosize = audio.shape[0]
-    if audiosize <= max_audio:
-        audio = np.pad(audio, (0, max_audio - audiosize + 1), "wrap")
-        audiosize = audio.shape[0]
-    start = np.int64(random.random() * (audiosize - max_audio))
-    return np.stack([audio[int(start):int(start) + max_audio]], axis=0).astype(float)
+def vt_modules(vt_dir: Path):
+    """DatasetLoader and models.ResNetSE34L of the voxceleb_trainer work tree ``vt_dir``."""
+    import importlib
 
-
-class VTAugmentWAV:
-    def __init__(self, musan_path, rir_path, max_frames):
-        import glob
-
-        self.max_frames, self.max_audio = max_frames, max_frames * 160 + 240
-        self.noisetypes = ["noise", "speech", "music"]
-        self.noisesnr = {"noise": [0, 15], "speech": [13, 20], "music": [5, 15]}
-        self.numnoise = {"noise": [1, 1], "speech": [3, 7], "music": [1, 1]}
-        self.noiselist = {}
-        for f in glob.glob(os.path.join(musan_path, "*/*.wav")):
-            self.noiselist.setdefault(f.split("/")[-2], []).append(f)
-        self.rir_files = glob.glob(os.path.join(rir_path, "*.wav"))
-
-    def additive_noise(self, noisecat, audio):
-        clean_db = 10 * np.log10(np.mean(audio ** 2) + 1e-4)
-        numnoise = self.numnoise[noisecat]
-        noiselist = random.sample(self.noiselist[noisecat], random.randint(numnoise[0], numnoise[1]))
-        noises = []
-        for noise in noiselist:
-            noiseaudio = vt_load_wav(noise, self.max_frames)
-            noise_snr = random.uniform(self.noisesnr[noisecat][0], self.noisesnr[noisecat][1])
-            noise_db = 10 * np.log10(np.mean(noiseaudio[0] ** 2) + 1e-4)
-            noises.append(np.sqrt(10 ** ((clean_db - noise_db - noise_snr) / 10)) * noiseaudio)
-        return np.sum(np.concatenate(noises, axis=0), axis=0, keepdims=True) + audio
-
-    def reverberate(self, audio):
-        from scipy import signal
-
-        rir, _ = sf.read(random.choice(self.rir_files))
-        rir = np.expand_dims(rir.astype(float), 0)
-        rir = rir / np.sqrt(np.sum(rir ** 2))
-        return signal.convolve(audio, rir, mode="full")[:, :self.max_audio]
+    if not (vt_dir / "DatasetLoader.py").is_file():
+        sys.exit(f"--vt-dir {vt_dir}: no DatasetLoader.py there (give a work tree of clovaai/voxceleb_trainer)")
+    sys.path.insert(0, str(vt_dir))
+    return importlib.import_module("DatasetLoader"), importlib.import_module("models.ResNetSE34L")
 
 
-class VTDataset(torch.utils.data.Dataset):
-    def __init__(self, files, augment, musan, rirs):
-        self.files, self.augment = files, augment
-        self.aug = VTAugmentWAV(str(musan), str(rirs), FRAMES) if augment else None
+class OneEach(torch.utils.data.Sampler):
+    """voxceleb_trainer's sampler with nPerSpeaker 1: each item a list of one index."""
+
+    def __init__(self, n: int, count: int):
+        self.n, self.count = n, count
+
+    def __iter__(self):
+        rng = np.random.default_rng(3)
+        return iter([[int(i)] for i in rng.integers(0, self.n, self.count)])
 
     def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        audio = vt_load_wav(self.files[i], FRAMES)
-        if self.augment:
-            augtype = random.randint(0, 4)
-            if augtype == 1:
-                audio = self.aug.reverberate(audio)
-            elif augtype == 2:
-                audio = self.aug.additive_noise("music", audio)
-            elif augtype == 3:
-                audio = self.aug.additive_noise("speech", audio)
-            elif augtype == 4:
-                audio = self.aug.additive_noise("noise", audio)
-        return torch.FloatTensor(audio), 0
+        return self.count
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -157,7 +129,8 @@ def rate(loader, batches: int, finish=None) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def pyspeaker_case(data: dict, case: str, batches: int, workers: int, tmp: Path) -> float:
+def pyspeaker_case(data: dict, case: str, batches: int, workers: int, tmp: Path, loader_only: bool = False,
+                   bank: bool = False) -> float:
     from pyspeaker.training.config import load_config
     from pyspeaker.training.data import CropDataset, load_train_data
 
@@ -185,23 +158,64 @@ def pyspeaker_case(data: dict, case: str, batches: int, workers: int, tmp: Path)
     if case == "augmented":
         sets += [f"augment.noise_dir={data['musan']}", f"augment.rir_dir={data['rirs']}", "augment.prob=1.0",
                  "augment.speed_perturb=true", "augment.specaugment=true"]
-    cfg = load_config(None, sets)
+    cfg = load_config(None, sets + (["data.audio_bank=true"] if bank else []))
     td = load_train_data(cfg, data_dir=data["train"])
     n = len(td.dataset)
     rng = np.random.default_rng(2)
     sampler = [rng.integers(0, n, BATCH).tolist() for _ in range(batches + 1)]
     loader = torch.utils.data.DataLoader(td.dataset, sampler=sampler, batch_size=None, num_workers=workers,
                                          worker_init_fn=_worker_init, prefetch_factor=4 if workers else None)
-    return rate(td.on_device(loader, "cpu"), batches)
+    on_cpu = td.on_device(loader, "cpu")  # the workers now hand over RawBatches
+    return rate(loader, batches, lambda b: (b.labels,)) if loader_only else rate(on_cpu, batches)
 
 
-def vt_case(data: dict, augment: bool, batches: int, workers: int) -> float:
-    files = [line.split()[1] for line in (data["train"] / "wav.scp").read_text().splitlines()]
-    ds = VTDataset(files, augment, data["musan"], data["rirs"])
-    sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=(batches + 1) * BATCH)
-    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, sampler=sampler, num_workers=workers,
-                                         worker_init_fn=_worker_init, drop_last=True)
-    return rate(loader, batches)
+def vt_case(data: dict, vt, augment: bool, batches: int, workers: int, front_end: bool) -> float:
+    loader_mod, resnet = vt
+    ds = loader_mod.train_dataset_loader(train_list=str(data["list"]), augment=augment, musan_path=str(data["musan"]),
+                                         rir_path=str(data["rirs"]), max_frames=FRAMES, train_path="/")
+    def init(worker_id):
+        _worker_init(worker_id)
+        loader_mod.worker_init_fn(worker_id)
+
+    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, sampler=OneEach(len(ds), (batches + 1) * BATCH),
+                                         num_workers=workers, worker_init_fn=init, drop_last=True,
+                                         prefetch_factor=4 if workers else None)
+    finish = None
+    if front_end:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its embedding size
+            model = resnet.MainModel(nOut=512, encoder_type="SAP", n_mels=40, log_input=True)
+
+        def finish(b):
+            with torch.no_grad():  # ResNetSE34L.forward's first lines
+                x = model.torchfb(b[0].reshape(-1, b[0].shape[-1])) + 1e-6
+                return (model.instancenorm(x.log()),)
+    return rate(loader, batches, finish)
+
+
+def train_wait(data: dict, tmp: Path, workers: int, batch: int, epochs: int) -> dict:
+    """``pyspeaker train`` of ResNetSE34L + AM-softmax from the augmented audio (audio bank,
+    ``workers`` loader workers, the batched augmentation on the CPU): crops/s and the data-wait
+    share of its last epoch, from metrics.tsv."""
+    import subprocess
+
+    exp = tmp / "train-wait"
+    sets = [f"data.feat_conf={REPO / 'conf' / 'fbank.conf'}", f"augment.bank_dir={tmp / 'banks'}",
+            f"augment.noise_dir={data['musan']}", f"augment.rir_dir={data['rirs']}", "augment.prob=1.0",
+            "augment.speed_perturb=true", "augment.specaugment=true", "data.audio_bank=true",
+            f"data.num_workers={workers}", f"data.batch_size={batch}", "data.max_seg_per_spk=2",
+            f"train.max_epoch={epochs}", "train.device=cpu"]
+    cmd = [sys.executable, "-m", "pyspeaker", "train", "--config", str(REPO / "conf" / "resnet34l_amsoftmax.yaml"),
+           "--data-dir", str(data["train"]), "--exp-dir", str(exp), "--no-progress"]
+    for item in sets:
+        cmd += ["--set", item]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
+    head, *rows = (exp / "metrics.tsv").read_text().splitlines()
+    last = dict(zip(head.split("\t"), rows[-1].split("\t")))
+    return {"crops_per_s": float(last["crops_per_s"]), "data_wait_pct": float(last["data_wait_pct"]),
+            "epochs": len(rows), "batch": batch}
 
 
 def main() -> None:
@@ -210,28 +224,52 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--vt-dir", type=Path, default=None, help="a work tree of clovaai/voxceleb_trainer")
+    ap.add_argument("--train-wait", action="store_true",
+                    help="also train ResNetSE34L from the augmented audio and report its data-wait share")
     args = ap.parse_args()
     torch.set_num_threads(2)
     batches = 3 if args.quick else args.batches
-    results = {}
+    vt = vt_modules(args.vt_dir.resolve()) if args.vt_dir else None
+    r = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         data = make_data(tmp, 200 if args.quick else 2000)
-        results["store"] = pyspeaker_case(data, "store", batches * 10, args.workers, tmp)
-        results["audio"] = pyspeaker_case(data, "audio", batches, args.workers, tmp)
-        results["augmented"] = pyspeaker_case(data, "augmented", batches, args.workers, tmp)
-        results["vt-audio"] = vt_case(data, False, batches, args.workers)
-        results["vt-augmented"] = vt_case(data, True, batches, args.workers)
+        r["store"] = pyspeaker_case(data, "store", batches * 10, args.workers, tmp)
+        for case in ("audio", "augmented"):
+            r[f"{case}-loader"] = pyspeaker_case(data, case, batches, args.workers, tmp, loader_only=True)
+            r[f"{case}-loader-bank"] = pyspeaker_case(data, case, batches, args.workers, tmp, loader_only=True,
+                                                      bank=True)
+            r[f"{case}-cpu"] = pyspeaker_case(data, case, batches, args.workers, tmp, bank=True)
+            if vt is not None:
+                r[f"vt-{case}"] = vt_case(data, vt, case == "augmented", batches, args.workers, front_end=False)
+                r[f"vt-{case}-fe"] = vt_case(data, vt, case == "augmented", batches, args.workers, front_end=True)
+        if args.train_wait:
+            r["train-wait"] = train_wait(data, tmp, args.workers, 16 if args.quick else 50, 1 if args.quick else 2)
     print("| case | pyspeaker crops/s | voxceleb_trainer crops/s | ratio |")
     print("|---|---:|---:|---:|")
-    print(f"| (a) feature store | {results['store']:.0f} | | target >= 20000 |")
-    for case, vt in (("audio", "vt-audio"), ("augmented", "vt-augmented")):
-        print(f"| ({'b' if case == 'audio' else 'c'}) {case} | {results[case]:.0f} | {results[vt]:.0f} | "
-              f"{results[case] / results[vt]:.2f}x |")
+    print(f"| (a) feature store | {r['store']:,.0f} | | target >= 20,000: {'met' if r['store'] >= 20000 else 'NOT met'} |")
+    for case, label in (("audio", "(b) audio, no augmentation"), ("augmented", "(c) audio + noise + RIR + speed + SpecAugment")):
+        for side, what, peer in (("loader", "loader, crops read from the files", f"vt-{case}"),
+                                 ("loader-bank", "loader, crops from data.audio_bank", f"vt-{case}"),
+                                 ("cpu", "CPU path (audio bank + fbank; vs. its loader + front-end)", f"vt-{case}-fe")):
+            mine = r[f"{case}-{side}"]
+            if peer in r:
+                ratio = f"{mine / r[peer]:.2f}x"
+                if case == "augmented" and side.startswith("loader"):
+                    ratio += f" (target >= 5x: {'met' if mine >= 5 * r[peer] else 'NOT met'})"
+                print(f"| {label}, {what} | {mine:,.0f} | {r[peer]:,.0f} | {ratio} |")
+            else:
+                print(f"| {label}, {what} | {mine:,.0f} | (no --vt-dir) | |")
+    if "train-wait" in r:
+        t = r["train-wait"]
+        print(f"\nResNetSE34L training from the augmented audio ({args.workers} workers, batch {t['batch']}, epoch "
+              f"{t['epochs']}): {t['crops_per_s']:.1f} crops/s, data wait {t['data_wait_pct']:.1f} % "
+              f"(target < 5 %: {'met' if t['data_wait_pct'] < 5 else 'NOT met'})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"workers": args.workers, "batch": BATCH, "frames": FRAMES,
-                                        "crops_per_s": results}, indent=1))
+                                        "crops_per_s": r}, indent=1))
 
 
 if __name__ == "__main__":

@@ -176,3 +176,48 @@ def test_bad_input_is_one_clear_error(tmp_path):
             "babble_speakers": [3, 7], "noise_dir": None, "rir_dir": None}
     with pytest.raises(ConfigError, match=r"augment.babble_snr is \[20, 13\]: the minimum SNR is above the maximum"):
         WaveAugment(base, SR)
+
+
+def test_audio_bank_gives_the_file_reads_crops_without_opening_a_file(tmp_path, monkeypatch):
+    """data.audio_bank: crops sliced from the memory-mapped copy are the crops read from the files
+    for the same draws (whole files and segments, every speed factor); no file is opened per crop."""
+    from pyspeaker import audio
+    from pyspeaker.training.data import load_train_data
+
+    corpus = make_corpus(tmp_path / "train")
+    seg = tmp_path / "seg"  # the same recordings cut into two segments each (one shorter than a crop)
+    seg.mkdir()
+    recs = [line.split()[0] for line in (corpus / "wav.scp").read_text().splitlines()]
+    (seg / "wav.scp").write_text((corpus / "wav.scp").read_text())
+    (seg / "segments").write_text("".join(f"{r}-a {r} 0.00 0.50\n{r}-b {r} 0.40 -1\n" for r in recs))
+    (seg / "utt2spk").write_text("".join(f"{r}-{p} {r.split('-')[0]}\n" for r in recs for p in "ab"))
+    for d in (corpus, seg):
+        sets = {"speed_perturb": "true", "specaugment": "true"}
+        files = load_train_data(audio_cfg(tmp_path, **sets), data_dir=d).dataset
+        cfg = audio_cfg(tmp_path, **sets)
+        cfg["data"]["audio_bank"] = True
+        banked = load_train_data(cfg, data_dir=d).dataset
+        assert banked.bank is not None and isinstance(banked.bank.samples, np.memmap)
+        assert banked.bank.path.parent == tmp_path / "banks" and banked.bank.path.name.startswith("audio-")
+        monkeypatch.setattr(audio, "read_random_span", lambda *a, **k: pytest.fail("a file was read per crop"))
+        for epoch in (0, 1):
+            files.set_epoch(epoch)
+            banked.set_epoch(epoch)
+            for i in range(len(files)):
+                monkeypatch.undo()
+                want = files.draws(i)
+                monkeypatch.setattr(audio, "read_random_span", lambda *a, **k: pytest.fail("a file was read"))
+                got = banked.draws(i)
+                np.testing.assert_array_equal(got[0], want[0])
+                assert got[1] == want[1] and all(np.array_equal(a, b) for a, b in zip(got[3], want[3]))
+        monkeypatch.undo()
+    # a segment past the end of its recording: one error naming the segments line
+    (seg / "segments").write_text((seg / "segments").read_text().replace("0.00 0.50", "9.00 9.50", 1))
+    cfg = audio_cfg(tmp_path)
+    cfg["data"]["audio_bank"] = True
+    with pytest.raises(DataError, match=r"seg/segments:1: segment starts at 9 s, after the end of its recording \(1.\d+ s\)"):
+        load_train_data(cfg, data_dir=seg)
+    with pytest.raises(ConfigError, match=r"data.audio_bank must be true or false, got 'yes'"):
+        from pyspeaker.training.config import load_config
+
+        load_config(None, ["data.audio_bank='yes'"])

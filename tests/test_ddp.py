@@ -54,3 +54,21 @@ def test_gpu_check_says_so_without_a_gpu():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check"
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_both_cases_on_the_cpu(tmp_path):
+    """The script's own smoke mode: the store and augmented-audio cases, one process and torchrun,
+    each reporting crops/s and the data-wait share (what a lent GPU would print, without memory)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYSPEAKER_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--device", "cpu", "--steps", "2", "--batch", "8",
+                           "--speakers", "4"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    import re
+
+    rates = [line for line in lines if re.search(r"\d+ crops/s, data wait +[\d.]+ % \(medians of epochs 2\+\)$", line)]
+    assert [line.split()[1:3] for line in rates] == [["store,", "single"], ["store,", "torchrun,"],
+                                                     ["augmented,", "single"], ["augmented,", "torchrun,"]]
+    assert sum("end with identical weights" in line for line in lines) == 2 and lines[-1] == "gpu_check: OK"

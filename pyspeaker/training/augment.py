@@ -358,7 +358,26 @@ def gather_draws(aug: WaveAugment | None, draws: list[CropDraw], need: int):
 
 
 def _power_db_t(x: torch.Tensor) -> torch.Tensor:
-    return 10.0 * torch.log10(x.double().pow(2).mean(dim=1) + 1e-4)
+    # one float32 reduction kernel, float64 only for the [rows] result: a float64 copy of the batch
+    # (the per-crop reference's arithmetic) costs 40x as much
+    return 10.0 * torch.log10(torch.linalg.vector_norm(x, dim=1).double() ** 2 / x.shape[1] + 1e-4)
+
+
+def fft_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= ``n``: a linear convolution's FFT length that pocketfft and cuFFT
+    do as fast as a power of two (2 s + 0.5 s at 16 kHz: 40,000, not 65,536, which is 3x slower)."""
+    best = 1 << max(int(n) - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def fit_length(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -415,7 +434,7 @@ class BatchAugmenter:
         if batch.rir.shape[0]:
             row = batch.rir_row.to(device)
             h = batch.rir.to(device, non_blocking=True)
-            size = 1 << (self.need + h.shape[1] - 2).bit_length()  # >= need + longest - 1
+            size = fft_size(self.need + h.shape[1] - 1)
             y = torch.fft.irfft(torch.fft.rfft(wav[row], size) * torch.fft.rfft(h, size), size)
             idx = batch.rir_peak.to(device)[:, None] + torch.arange(self.need, device=device)
             wav[row] = y.gather(1, idx)

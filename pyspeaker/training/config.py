@@ -34,6 +34,9 @@ DEFAULTS: dict = {
         "cmn": "none",           # none | utterance | sliding (per crop), as make-features --cmn
         "vad": False,
         "vad_conf": None,
+        "audio_bank": False,     # crops sliced from a memory-mapped copy of the training audio (float32, made
+                                 # once into augment.bank_dir, reused while the files stay the same): no file
+                                 # opened per crop; the copy is twice the size of 16-bit WAVs
     },
     "augment": {                 # on-the-fly augmentation (waveform kinds need training from audio)
         "noise_dir": None,       # MUSAN layout (noise/, music/, speech/) or a data dir of MUSAN files
@@ -330,8 +333,9 @@ def _validate(cfg: dict, path) -> None:
         d["nPerSpeaker"] = cls.utts_per_speaker
     _positive_int(cfg, "data", "nPerSpeaker", path)
     check_batch_layout(name, d["nPerSpeaker"])
-    if not isinstance(d["unique_speakers"], bool):
-        raise ConfigError(f"data.unique_speakers must be true or false, got {d['unique_speakers']!r}", path=path)
+    for key in ("unique_speakers", "audio_bank"):
+        if not isinstance(d[key], bool):
+            raise ConfigError(f"data.{key} must be true or false, got {d[key]!r}", path=path)
     if not d["unique_speakers"] and cls.utts_per_speaker > 1:
         # the losses that need several utterances per row are the metric ones: a row's negatives
         # are the other rows, so a repeated speaker would be pushed away from itself
@@ -345,7 +349,7 @@ def _validate(cfg: dict, path) -> None:
 
 # Settings that may change when a run is resumed (the rest must match the checkpoint's).
 RESUMABLE_CHANGES = {("train", "max_epoch"), ("train", "device"), ("train", "test_interval"), ("train", "keep_last"),
-                     ("data", "num_workers"), ("data", "in_memory"), ("train", "channels_last"),
+                     ("data", "num_workers"), ("data", "in_memory"), ("data", "audio_bank"), ("train", "channels_last"),
                      ("train", "select"), ("train", "average_last"),
                      ("valid", "trials"), ("valid", "features"), ("valid", "data_dir"), ("valid", "p_target")}
 

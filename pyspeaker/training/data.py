@@ -187,7 +187,8 @@ class AudioCropDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, datadir, crop: int, seed: int = 0, feature_cfg=None, augment=None,
-                 speed_factors: tuple[float, ...] = (1.0,), sample_rate: int = 16000, specaugment: dict | None = None):
+                 speed_factors: tuple[float, ...] = (1.0,), sample_rate: int = 16000, specaugment: dict | None = None,
+                 audio_bank: str | os.PathLike | bool | None = False):
         from pyspeaker.models.frontend import crop_samples
 
         self.datadir_path = datadir.path
@@ -215,6 +216,12 @@ class AudioCropDataset(torch.utils.data.Dataset):
             if rec not in datadir.wav_scp:
                 raise DataError(f"no wav.scp entry for recording {rec!r}", path=wav_path)
             self.entries[utt] = _Entry(datadir.wav_scp[rec], datadir.line_of("wav.scp", rec), seg)
+        # ``audio_bank`` (a cache dir, or None: in memory): the recordings decoded once into a
+        # memory-mapped bank, crops sliced from it (no file opened per crop); the same draws give
+        # the same crops as reading the files, at the model's rate
+        self.bank, self.bank_spans = None, {}
+        if audio_bank is not False:
+            self._open_bank(datadir, None if audio_bank is None else audio_bank)
         self.items: list[tuple[str, float]] = [(u, float(f)) for f in speed_factors for u in datadir.utts]
         names = [self._speaker(datadir.utt2spk[u], f) for u, f in self.items]
         self.speakers = sorted(set(names))
@@ -228,6 +235,28 @@ class AudioCropDataset(torch.utils.data.Dataset):
         from pyspeaker.training.augment import BatchAugmenter
 
         self.augmenter = BatchAugmenter(self.need, self.sample_rate, feature_cfg, self.crop)  # CPU, no masks
+
+    def _open_bank(self, datadir, cache_dir) -> None:
+        from pyspeaker.audio import segment_problem
+        from pyspeaker.training.banks import build_bank
+
+        recs = sorted({e.wav for e in self.entries.values()})
+        self.bank = build_bank("audio", [("audio", r) for r in recs], self.sample_rate, datadir.file("wav.scp"),
+                               cache_dir)
+        where = {r: i for i, r in enumerate(self.bank.entries)}
+        sr = self.sample_rate
+        for utt, e in self.entries.items():
+            i = where[e.wav]
+            lo, total = int(self.bank.offsets[i]), self.bank.length(i)
+            if e.segment is None:
+                self.bank_spans[utt] = (lo, lo + total)
+                continue
+            start, end = e.segment
+            message = segment_problem(start, -1 if end is None else end, total / sr)
+            if message:
+                raise DataError(message, path=datadir.file("segments"), line=datadir.line_of("segments", utt))
+            stop = total if end in (None, -1) else min(total, int(end * sr))
+            self.bank_spans[utt] = (lo + int(start * sr), lo + stop)
 
     def _say_rate(self, datadir) -> None:
         """One log line when the audio is at another rate than the model's (its crops are resampled)."""
@@ -275,6 +304,12 @@ class AudioCropDataset(torch.utils.data.Dataset):
         """``length`` samples from a random point of ``utt`` (wrapped around when shorter)."""
         from pyspeaker.audio import read_random_span
 
+        if self.bank is not None:  # as read_random_span draws and wraps
+            lo, hi = self.bank_spans[utt]
+            if hi - lo > length:
+                lo += int(rng.integers(0, hi - lo - length + 1))
+                return np.array(self.bank.samples[lo:lo + length], dtype=np.float32)
+            return np.resize(np.asarray(self.bank.samples[lo:hi], dtype=np.float32), length)
         e = self.entries[utt]
         start, end = e.segment if e.segment is not None else (0.0, None)
         return read_random_span(e.wav, length, rng, self.sample_rate, start=start, end=end,
@@ -443,7 +478,8 @@ def load_train_data(cfg: dict, features: str | os.PathLike | None = None,
     factors = tuple(a["speed_factors"]) if a["speed_perturb"] else (1.0,)
     spec = {k: int(a[k]) for k in ("freq_masks", "freq_width", "time_masks", "time_width")} \
         if a["specaugment"] else None
-    dataset = AudioCropDataset(datadir, crop, seed, feature_cfg, augment, factors, specaugment=spec)
+    dataset = AudioCropDataset(datadir, crop, seed, feature_cfg, augment, factors, specaugment=spec,
+                               audio_bank=(a["bank_dir"] or default_cache_dir()) if d["audio_bank"] else False)
     if feature_cfg is None:
         feat_dim, feat_id, feat_config = None, "waveform", {"waveform": True}
         what = "waveform front-end in the network"
