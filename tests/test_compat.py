@@ -115,7 +115,9 @@ def test_fixture_crops_and_features_match_voxceleb_trainer():
         np.testing.assert_allclose([crops64.sum(), (crops64 ** 2).sum()], ref[f"input_crops_checksum__{name}"],
                                    rtol=1e-9, atol=1e-6)
         feats = normalize_input(model.features(torch.from_numpy(crops[:1])), "instance")[0].numpy()
-        np.testing.assert_allclose(feats, ref[f"{PREFIX}__feat_crop0__{name}"], rtol=0, atol=1e-4)
+        # float32 STFT rounding differs between CPUs' SIMD paths; after log and instance norm a
+        # near-empty mel bin shows it (1 value of 16,080 at 1.08e-4 on one machine kind)
+        np.testing.assert_allclose(feats, ref[f"{PREFIX}__feat_crop0__{name}"], rtol=0, atol=2e-4)
 
 
 def test_batched_scores_equal_voxceleb_trainers_per_trial_loop():

@@ -125,3 +125,17 @@ def test_non_finite_source_weights_are_refused(tmp_path):
     r = run_cli("import-model", "--from", "resemblyzer", "--checkpoint", bad, "--out", tmp_path / "m")
     assert r.returncode == 1 and "source key linear.bias holds NaN or inf" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_non_finite_voxceleb_trainer_weights_are_refused(tmp_path):
+    import torch
+
+    ckpt = torch.load(VT_MODEL, map_location="cpu", weights_only=True)
+    state = ckpt["model_state_dict"]
+    key = next(k for k in state if k.endswith("fc.bias"))
+    state[key][0] = float("inf")
+    bad = tmp_path / "inf.model"
+    torch.save(ckpt, bad)
+    r = run_cli("import-model", "--from", "voxceleb_trainer", "--checkpoint", bad, *VT_FLAGS, "--out", tmp_path / "m")
+    assert r.returncode == 1 and f"key {key} holds NaN or inf" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()

@@ -60,6 +60,11 @@ def _shape(t) -> list[int]:
     return list(getattr(t, "shape", ()))
 
 
+def all_finite(value: torch.Tensor) -> bool:
+    """No NaN or inf in a checkpoint tensor (integer buffers always pass)."""
+    return not torch.is_floating_point(value) or bool(torch.isfinite(value).all())
+
+
 def map_state(source: Mapping[str, torch.Tensor], network: nn.Module, rename: Callable[[str], str | None],
               *, path: str | os.PathLike | None = None, dropped: dict[str, str] | None = None
               ) -> dict[str, torch.Tensor]:
@@ -87,7 +92,7 @@ def map_state(source: Mapping[str, torch.Tensor], network: nn.Module, rename: Ca
         elif tuple(value.shape) != tuple(expected[target].shape):
             problems.append(f"source key {key}: shape {_shape(value)}, but pyspeaker's {target} has "
                             f"{_shape(expected[target])}")
-        elif torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
+        elif not all_finite(value):
             problems.append(f"source key {key} holds NaN or inf")
         else:
             taken_by[target] = key

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from pyspeaker.compat.importing import all_finite
 from pyspeaker.errors import ConfigError, DataError
 from pyspeaker.fileio import atomic_file
 from pyspeaker.log import get_logger
@@ -187,6 +188,8 @@ def match_state(state: Mapping[str, torch.Tensor], model: nn.Module, *, path: st
             problems.append(f"key {key}: shape {_shape(value)} in the checkpoint, not in the model")
         elif tuple(value.shape) != tuple(expected[name]):
             problems.append(f"key {key}: shape {_shape(value)} in the checkpoint, {list(expected[name])} in the model")
+        elif not all_finite(value):
+            problems.append(f"key {key} holds NaN or inf")
         else:
             matched[name] = value
     for name, shape in expected.items():
