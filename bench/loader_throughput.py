@@ -3,15 +3,18 @@
 own loader and augmentation code (DatasetLoader.py, imported from a work tree of its repository),
 in the same run on generated data. No network is trained.
 
-Cases (2 s crops, 200 frames, batches of 64, DataLoader workers as --workers, 1 torch thread each):
+Cases (2 s crops, 200 frames, batches of 64, DataLoader workers as --workers, 1 torch thread each;
+each figure the median of --repeats fresh loaders, the loader-only ones over 5x --batches):
   store       pyspeaker's feature store (in memory): CropDataset's one-gather batches.
   audio       crops read from WAVs by seeking, or sliced from the memory-mapped data.audio_bank.
               "loader": what the DataLoader workers hand over (raw crops; the fbank is made on the
               training device). "CPU path": the same plus the batched fbank of conf/fbank.conf in
               the main process, as training on a CPU does.
-  augmented   audio + MUSAN-layout noise/music/babble + RIR reverberation (p = 1: every crop
-              augmented) + speed perturbation 0.9/1.0/1.1 + SpecAugment: the loader draws and
-              gathers noise segments and RIRs from the memory-mapped banks; mixing, FFT
+  augmented   audio + MUSAN-layout noise/music/babble + RIR reverberation (--aug-prob, default
+              0.8: voxceleb_trainer's mix, where one draw of five is "none" and the four kinds are
+              equally likely, so both sides do the same augmentation work; 1.0: every crop)
+              + speed perturbation 0.9/1.0/1.1 + SpecAugment: the loader draws the augmentation and
+              gathers noise mixes and RIRs from the memory-mapped banks; mixing, FFT
               reverberation, resampling, fbank and masks run in BatchAugmenter (CPU path only).
   vt-audio    voxceleb_trainer's train_dataset_loader (augment off): soundfile.read of the whole
               file (float64), wrap-pad, random crop, per crop. "+ front-end": its ResNetSE34L's
@@ -49,6 +52,7 @@ import torch  # noqa: E402
 
 SR, FRAMES, BATCH = 16000, 200, 64
 MAX_AUDIO = FRAMES * 160 + 240  # voxceleb_trainer's crop
+AUG_PROB = 0.8  # --aug-prob
 
 
 def make_data(root: Path, utts: int) -> dict:
@@ -156,7 +160,7 @@ def pyspeaker_case(data: dict, case: str, batches: int, workers: int, tmp: Path,
         return rate(loader, batches)
     sets = [f"data.feat_conf={REPO / 'conf' / 'fbank.conf'}", f"augment.bank_dir={tmp / 'banks'}"]
     if case == "augmented":
-        sets += [f"augment.noise_dir={data['musan']}", f"augment.rir_dir={data['rirs']}", "augment.prob=1.0",
+        sets += [f"augment.noise_dir={data['musan']}", f"augment.rir_dir={data['rirs']}", f"augment.prob={AUG_PROB}",
                  "augment.speed_perturb=true", "augment.specaugment=true"]
     cfg = load_config(None, sets + (["data.audio_bank=true"] if bank else []))
     td = load_train_data(cfg, data_dir=data["train"])
@@ -203,7 +207,7 @@ def train_wait(data: dict, tmp: Path, workers: int, batch: int, epochs: int) -> 
 
     exp = tmp / "train-wait"
     sets = [f"data.feat_conf={REPO / 'conf' / 'fbank.conf'}", f"augment.bank_dir={tmp / 'banks'}",
-            f"augment.noise_dir={data['musan']}", f"augment.rir_dir={data['rirs']}", "augment.prob=1.0",
+            f"augment.noise_dir={data['musan']}", f"augment.rir_dir={data['rirs']}", f"augment.prob={AUG_PROB}",
             "augment.speed_perturb=true", "augment.specaugment=true", "data.audio_bank=true",
             f"data.num_workers={workers}", f"data.batch_size={batch}", "data.max_seg_per_spk=2",
             f"train.max_epoch={epochs}", "train.device=cpu"]
@@ -223,11 +227,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run (under a minute)")
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--aug-prob", type=float, default=0.8,
+                    help="pyspeaker's augment.prob (0.8 = voxceleb_trainer's share of augmented crops)")
+    ap.add_argument("--repeats", type=int, default=3, help="fresh loaders per figure (the median is reported)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--vt-dir", type=Path, default=None, help="a work tree of clovaai/voxceleb_trainer")
     ap.add_argument("--train-wait", action="store_true",
                     help="also train ResNetSE34L from the augmented audio and report its data-wait share")
     args = ap.parse_args()
+    global AUG_PROB
+    AUG_PROB = args.aug_prob
     torch.set_num_threads(2)
     batches = 3 if args.quick else args.batches
     vt = vt_modules(args.vt_dir.resolve()) if args.vt_dir else None
@@ -235,15 +244,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         data = make_data(tmp, 200 if args.quick else 2000)
-        r["store"] = pyspeaker_case(data, "store", batches * 10, args.workers, tmp)
+        # each figure: the median of --repeats fresh loaders (a window of a few hundred ms swings 2x)
+        def median(fn, *a, **k):
+            return float(np.median([fn(*a, **k) for _ in range(args.repeats)]))
+
+        r["store"] = median(pyspeaker_case, data, "store", batches * 10, args.workers, tmp)
         for case in ("audio", "augmented"):
-            r[f"{case}-loader"] = pyspeaker_case(data, case, batches, args.workers, tmp, loader_only=True)
-            r[f"{case}-loader-bank"] = pyspeaker_case(data, case, batches, args.workers, tmp, loader_only=True,
-                                                      bank=True)
-            r[f"{case}-cpu"] = pyspeaker_case(data, case, batches, args.workers, tmp, bank=True)
+            long = batches * 5  # the loader-only cases are fast: more batches for a steady window
+            r[f"{case}-loader"] = median(pyspeaker_case, data, case, long, args.workers, tmp, loader_only=True)
+            r[f"{case}-loader-bank"] = median(pyspeaker_case, data, case, long, args.workers, tmp, loader_only=True,
+                                              bank=True)
+            r[f"{case}-cpu"] = median(pyspeaker_case, data, case, batches, args.workers, tmp, bank=True)
             if vt is not None:
-                r[f"vt-{case}"] = vt_case(data, vt, case == "augmented", batches, args.workers, front_end=False)
-                r[f"vt-{case}-fe"] = vt_case(data, vt, case == "augmented", batches, args.workers, front_end=True)
+                r[f"vt-{case}"] = median(vt_case, data, vt, case == "augmented", long, args.workers, front_end=False)
+                r[f"vt-{case}-fe"] = median(vt_case, data, vt, case == "augmented", batches, args.workers,
+                                            front_end=True)
         if args.train_wait:
             r["train-wait"] = train_wait(data, tmp, args.workers, 16 if args.quick else 50, 1 if args.quick else 2)
     print("| case | pyspeaker crops/s | voxceleb_trainer crops/s | ratio |")

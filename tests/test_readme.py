@@ -117,3 +117,19 @@ def test_readme_names_files_that_exist():
     for path in re.findall(r"`((?:conf|recipes|local|steps|utils|bench|docs)/[\w./-]+\.(?:sh|py|yaml|conf|md))`",
                            README):
         assert (REPO / path).is_file(), f"README names {path}, which is not in the repository"
+
+
+def test_readme_set_options_name_real_settings():
+    """Every `--set section.key=value` the README shows is a setting of pyspeaker train (the model and
+    loss sections take the chosen family's own options, checked when it is built)."""
+    from pyspeaker.training.config import load_config
+
+    sets = [w[i + 1] for line in LINES if line.startswith("pyspeaker train")
+            for w in [shlex.split(line)] for i in range(len(w) - 1) if w[i] == "--set"]
+    assert len(sets) >= 10 and "data.audio_bank=true" in sets
+    defaults = load_config(None, [])
+    for item in sets:
+        key = item.split("=", 1)[0]
+        section, name = key.split(".", 1)
+        if section not in ("model", "loss"):
+            assert name in defaults.get(section, {}), f"README: --set {item}: no setting {key}"

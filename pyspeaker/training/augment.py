@@ -109,7 +109,8 @@ def read_rir_dir(path: str | os.PathLike) -> list[str]:
 
 
 def _power_db(x: np.ndarray) -> float:
-    return 10.0 * math.log10(float(np.mean(x.astype(np.float64) ** 2)) + 1e-4)
+    x = np.asarray(x, dtype=np.float32)
+    return 10.0 * math.log10(float(np.dot(x, x)) / max(len(x), 1) + 1e-4)  # BLAS: no float64 copy
 
 
 @dataclass
@@ -318,9 +319,8 @@ class RawBatch:
 
     labels: torch.Tensor                         # [n] speaker labels
     waves: list                                  # [(rows [k], crops [k, samples], speed factor)]
-    noise: torch.Tensor                          # [m, need] noise segments
-    noise_row: torch.Tensor                      # [m] the crop each one goes into
-    noise_snr: torch.Tensor                      # [m] its SNR (dB, float64)
+    noise: torch.Tensor                          # [m, need] each noisy crop's segments, weighted (noise_mix)
+    noise_row: torch.Tensor                      # [m] the crop each mix goes into
     rir: torch.Tensor                            # [r, longest] normalised RIRs (zero-padded)
     rir_row: torch.Tensor                        # [r] the crop each one reverberates
     rir_peak: torch.Tensor                       # [r] its direct-path peak
@@ -330,31 +330,44 @@ class RawBatch:
 
     def pin_memory(self) -> "RawBatch":
         return RawBatch(_pin(self.labels), [(_pin(r), _pin(w), f) for r, w, f in self.waves],
-                        *(_pin(getattr(self, k)) for k in ("noise", "noise_row", "noise_snr", "rir", "rir_row",
+                        *(_pin(getattr(self, k)) for k in ("noise", "noise_row", "rir", "rir_row",
                                                             "rir_peak", "freq_masks", "time_masks")), self.seed)
 
 
+def noise_mix(aug: WaveAugment, d: CropDraw, need: int, out: np.ndarray) -> np.ndarray:
+    """A noisy crop's segments summed, each weighted by 10^(-(its power dB + its SNR) / 20): the
+    device multiplies the mix by 10^(clean power dB / 20), which gives every segment the gain
+    sqrt(10^((clean dB - noise dB - SNR) / 10)) of the per-crop reference. Summed here because
+    the clean crop's power is not needed for it: babble's 3-7 segments cross to the device as one."""
+    for k, (idx, start, snr) in enumerate(d.noises):
+        seg = aug.noise_bank.segment(idx, start, need)
+        w = np.float32(10.0 ** (-(_power_db(seg) + snr) / 20.0))
+        if k == 0:
+            np.multiply(seg, w, out=out)
+        else:
+            out += w * seg
+    return out
+
+
 def gather_draws(aug: WaveAugment | None, draws: list[CropDraw], need: int):
-    """The noise segments and RIRs that ``draws`` name, as RawBatch tensors (noise..., rir...)."""
-    segs, seg_row, seg_snr, rirs, rir_row, peaks = [], [], [], [], [], []
+    """The noise mixes and RIRs that ``draws`` name, as RawBatch tensors (noise..., rir...)."""
+    seg_row, rirs, rir_row, peaks = [], [], [], []
+    noisy = [row for row, d in enumerate(draws) if d.kind != "reverb" and d.noises]
+    noise = torch.empty(len(noisy), need) if noisy else torch.zeros(0, need)
     for row, d in enumerate(draws):
         if d.kind == "reverb":
             h, p = aug.rir(d.rir)
             rirs.append(h)
             rir_row.append(row)
             peaks.append(p)
-        else:
-            for idx, start, snr in d.noises:
-                segs.append(aug.noise_bank.segment(idx, start, need))
-                seg_row.append(row)
-                seg_snr.append(snr)
-    noise = torch.from_numpy(np.stack(segs)) if segs else torch.zeros(0, need)
+        elif d.noises:
+            noise_mix(aug, d, need, noise[len(seg_row)].numpy())  # written in place: no stack copy
+            seg_row.append(row)
     longest = max((len(h) for h in rirs), default=0)
     rir = torch.zeros(len(rirs), longest)
     for k, h in enumerate(rirs):
         rir[k, :len(h)] = torch.from_numpy(h)
-    return (noise, torch.tensor(seg_row, dtype=torch.long), torch.tensor(seg_snr, dtype=torch.float64),
-            rir, torch.tensor(rir_row, dtype=torch.long), torch.tensor(peaks, dtype=torch.long))
+    return (noise, torch.tensor(seg_row, dtype=torch.long), rir, torch.tensor(rir_row, dtype=torch.long), torch.tensor(peaks, dtype=torch.long))
 
 
 def _power_db_t(x: torch.Tensor) -> torch.Tensor:
@@ -429,8 +442,8 @@ class BatchAugmenter:
         if batch.noise.shape[0]:
             row = batch.noise_row.to(device)
             seg = batch.noise.to(device, non_blocking=True)
-            gain = torch.sqrt(10.0 ** ((_power_db_t(wav)[row] - _power_db_t(seg) - batch.noise_snr.to(device)) / 10.0))
-            wav.index_add_(0, row, seg * gain.float()[:, None])
+            gain = 10.0 ** (_power_db_t(wav[row]) / 20.0)  # see noise_mix
+            wav[row] += seg * gain.float()[:, None]
         if batch.rir.shape[0]:
             row = batch.rir_row.to(device)
             h = batch.rir.to(device, non_blocking=True)

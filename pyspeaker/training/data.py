@@ -300,31 +300,39 @@ class AudioCropDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def read_crop(self, utt: str, length: int, rng: np.random.Generator) -> np.ndarray:
-        """``length`` samples from a random point of ``utt`` (wrapped around when shorter)."""
+    def read_crop(self, utt: str, length: int, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
+        """``length`` samples from a random point of ``utt`` (wrapped around when shorter), written
+        into ``out`` when given (a row of the batch: no stacking copy)."""
         from pyspeaker.audio import read_random_span
 
+        out = np.empty(length, dtype=np.float32) if out is None else out
         if self.bank is not None:  # as read_random_span draws and wraps
             lo, hi = self.bank_spans[utt]
             if hi - lo > length:
                 lo += int(rng.integers(0, hi - lo - length + 1))
-                return np.array(self.bank.samples[lo:lo + length], dtype=np.float32)
-            return np.resize(np.asarray(self.bank.samples[lo:hi], dtype=np.float32), length)
+                out[:] = self.bank.samples[lo:lo + length]
+            else:
+                out[:] = np.resize(np.asarray(self.bank.samples[lo:hi], dtype=np.float32), length)
+            return out
         e = self.entries[utt]
         start, end = e.segment if e.segment is not None else (0.0, None)
-        return read_random_span(e.wav, length, rng, self.sample_rate, start=start, end=end,
-                                path_for_errors=os.path.join(self.datadir_path, "wav.scp"), line=e.line,
-                                resample_from_any=True)
+        out[:] = read_random_span(e.wav, length, rng, self.sample_rate, start=start, end=end,
+                                  path_for_errors=os.path.join(self.datadir_path, "wav.scp"), line=e.line,
+                                  resample_from_any=True)
+        return out
 
-    def draws(self, i: int):
-        """Item ``i``'s raw crop (``self.need`` samples, or more before speed perturbation), its speed
-        factor, its CropDraw and SpecAugment bands: all from the generator seeded by (seed, epoch, i)."""
+    def raw_length(self, factor: float) -> int:
+        """Samples read for a crop at speed ``factor``: ``need`` after speed perturbation, and 16 to spare."""
+        return self.need if factor == 1.0 else int(math.ceil(self.need * factor)) + 16
+
+    def draws(self, i: int, out: np.ndarray | None = None):
+        """Item ``i``'s raw crop (``raw_length`` samples, into ``out`` when given), its speed factor,
+        its CropDraw and SpecAugment bands: all from the generator seeded by (seed, epoch, i)."""
         from pyspeaker.training.augment import CropDraw, draw_masks
 
         utt, factor = self.items[i]
         rng = np.random.default_rng((self.seed, self.epoch, i, 7))
-        length = self.need if factor == 1.0 else int(math.ceil(self.need * factor)) + 16
-        wav = self.read_crop(utt, length, rng)
+        wav = self.read_crop(utt, self.raw_length(factor), rng, out)
         draw = self.augment.draw(rng, self.need) if self.augment is not None else CropDraw()
         masks = None
         if self.specaugment is not None:
@@ -349,12 +357,13 @@ class AudioCropDataset(torch.utils.data.Dataset):
         from pyspeaker.training.augment import RawBatch, gather_draws
 
         indices = [int(i) for i in indices]
-        made = [self.draws(i) for i in indices]
         groups: dict[float, list[int]] = {}
-        for row, (_, factor, _, _) in enumerate(made):
-            groups.setdefault(factor, []).append(row)
-        waves = [(torch.tensor(rows, dtype=torch.long), torch.from_numpy(np.stack([made[r][0] for r in rows])), f)
-                 for f, rows in sorted(groups.items())]
+        for row, i in enumerate(indices):
+            groups.setdefault(self.items[i][1], []).append(row)
+        crops = {f: torch.empty(len(rows), self.raw_length(f)) for f, rows in groups.items()}
+        slot = {row: crops[f][k].numpy() for f, rows in groups.items() for k, row in enumerate(rows)}
+        made = [self.draws(i, out=slot[row]) for row, i in enumerate(indices)]  # each crop read into its row
+        waves = [(torch.tensor(rows, dtype=torch.long), crops[f], f) for f, rows in sorted(groups.items())]
         noise = gather_draws(self.augment, [m[2] for m in made], self.need)
         sa = self.specaugment or {"freq_masks": 0, "time_masks": 0}
         freq = np.zeros((len(indices), sa["freq_masks"] if self.specaugment else 0, 2), dtype=np.int64)
