@@ -73,7 +73,8 @@ $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' 
   --nj $nj  --systems \"$systems\"  --train-from $train_from  --train-opts \"$train_opts\"
   --valid-speakers N  hold out N training speakers (seeded: --valid-seed $valid_seed, at most --valid-max-trials
                     $valid_max_trials trials): validation EER per epoch, calibrated systems and their fusion
-  --select last|best|average  the final model: last epoch, best by validation EER, average of the last (default $select)  --train-minutes M  time limit
+  --select last|best|average  the final model: last epoch, best by validation EER, average of the last (default $select)
+  --train-minutes M  stop training after M minutes (train.max_minutes), the schedules laid over them
   --noise-dir DIR --rir-dir DIR  augmentation (MUSAN layout; RIR WAVs or a data dir); need --train-from audio
   --pretrained DIR  model of the 'pretrained' system (--systems \"pretrained ...\"): a 'pyspeaker import-model' dir,
                     an experiment dir or a checkpoint; stage 3 embeds the data dirs' audio with it

@@ -352,8 +352,8 @@ def noise_mix(aug: WaveAugment, d: CropDraw, need: int, out: np.ndarray) -> np.n
 def gather_draws(aug: WaveAugment | None, draws: list[CropDraw], need: int):
     """The noise mixes and RIRs that ``draws`` name, as RawBatch tensors (noise..., rir...)."""
     seg_row, rirs, rir_row, peaks = [], [], [], []
-    noisy = [row for row, d in enumerate(draws) if d.kind != "reverb" and d.noises]
-    noise = torch.empty(len(noisy), need) if noisy else torch.zeros(0, need)
+    noisy = sum(1 for d in draws if d.kind != "reverb" and d.noises)
+    noise = torch.empty(noisy, need)
     for row, d in enumerate(draws):
         if d.kind == "reverb":
             h, p = aug.rir(d.rir)
@@ -367,7 +367,8 @@ def gather_draws(aug: WaveAugment | None, draws: list[CropDraw], need: int):
     rir = torch.zeros(len(rirs), longest)
     for k, h in enumerate(rirs):
         rir[k, :len(h)] = torch.from_numpy(h)
-    return (noise, torch.tensor(seg_row, dtype=torch.long), rir, torch.tensor(rir_row, dtype=torch.long), torch.tensor(peaks, dtype=torch.long))
+    return (noise, torch.tensor(seg_row, dtype=torch.long), rir, torch.tensor(rir_row, dtype=torch.long),
+            torch.tensor(peaks, dtype=torch.long))
 
 
 def _power_db_t(x: torch.Tensor) -> torch.Tensor:

@@ -26,10 +26,10 @@ baseline_feat_conf=conf/mfcc.conf     # the statistics baseline the network has 
 backends="cosine plda"
 score_norms="none asnorm"
 asnorm_top_n=100
-own_data_dirs=false                   # stage 0 links your dirs; it never writes into them
 
 # After option parsing: the data/ names of the given dirs.
 configure_recipe() {
+  own_data_dirs=false   # stage 0 links your dirs and never writes into them (not a setting: always so)
   [ -n "$train_dir" ] && [ -n "$test_dir" ] && [ -n "$trials" ] ||
     die "give your data: --train-dir DIR --test-dir DIR --trials FILE (Kaldi data dirs; see ./run.sh --recipe datadir --help)"
   train_set=$(linked_name "$train_dir"); test_set=$(linked_name "$test_dir")
