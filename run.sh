@@ -13,7 +13,10 @@
 #   6  metrics    steps/compute_metrics.sh -> <system>/results/<trials>/<backend>_<norm>/{metrics.json,det.png,hist.png}
 #   7  calibrate  (with --valid-speakers) pyspeaker calibrate on each system's validation scores
 #                 -> <system>/calibration/<backend>_<norm>/calibration.json, <system>/{scores,results}/<trials>/<backend>_<norm>_cal/;
-#                 pyspeaker fuse of the systems, weights learnt on the validation trials -> exp/<name>/fusion/
+#                 pyspeaker fuse of the systems, weights learnt on the validation trials -> exp/<name>/fusion/;
+#                 the validation metrics of every system (the fusion's out of fold: 5-fold cross-validation)
+#                 -> <system>/results/<train>_valid/<backend>_<norm>/, and the system they select is marked
+#                 '*' in RESULTS.md: the lowest validation minDCF(0.01), then EER; never the test trials
 #
 # With a validation set, stage 2 validates every epoch (metrics.tsv: valid_eer), stages 3 and 5 also
 # embed data/<train>_valid and score its trials (<system>/scores/<train>_valid/), and the results
@@ -65,7 +68,7 @@ help_message="Usage: ./run.sh [--recipe NAME] [--stage N] [--stop-stage M] [--fo
 
 Runs the speaker-verification recipe stages N..M (default 0..7):
   0 data, 1 features, 2 train, 3 embeddings, 4 back-end, 5 score, 6 metrics, 7 calibration + fusion
-  (stage 7 needs a validation set: --valid-speakers N).
+  (stage 7 needs a validation set: --valid-speakers N; it also marks the best system on the validation trials).
 A stage whose outputs are complete (for the same settings) is skipped; --force true redoes it.
 Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe' (recipes/$recipe/config.sh):
 $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
@@ -306,12 +309,14 @@ for protocol in $protocol_list; do
         if run_stage 7 && [ -n "$p_valid" ]; then   # calibrated on the validation trials, applied to the test
           cal=$sys_dir/calibration/$tag/calibration.json valid_scores=$sys_dir/scores/$p_valid/$tag/scores.txt
           fp=$(fingerprint "$(file_fingerprint "$valid_scores")" "$(file_fingerprint "data/$p_valid/trials")" \
-               "$(file_fingerprint "$scores/scores.txt")" "$(file_fingerprint "$p_trials")")
+               "$(file_fingerprint "$scores/scores.txt")" "$(file_fingerprint "$p_trials")" "+ validation metrics")
           if is_done "$sys_dir/results/$trials_name/${tag}_cal/.done" "$fp"; then
             log "stage 7: $sys_dir/results/$trials_name/${tag}_cal is up to date, skipping"
           else
             log "stage 7: calibration of $tag on data/$p_valid/trials ($sys_name)"
             mkdir -p "$(dirname "$cal")" "$sys_dir/scores/$trials_name/${tag}_cal"
+            # the validation figures the best system is selected on (calibration does not change them)
+            steps/compute_metrics.sh "$valid_scores" "data/$p_valid/trials" "$sys_dir/results/$p_valid/$tag" >&2
             pyspeaker calibrate train --scores "$valid_scores" --trials "data/$p_valid/trials" --out "$cal" >&2
             pyspeaker calibrate apply --scores "$scores/scores.txt" --calibration "$cal" \
               --out "$sys_dir/scores/$trials_name/${tag}_cal/scores.txt"
@@ -322,6 +327,7 @@ for protocol in $protocol_list; do
         fi
         $calibrating && results=$sys_dir/results/$trials_name/${tag}_cal
         report_args+=(--system "${protocols:+$protocol/}$sys_name=$results/metrics.json")
+        $calibrating && report_args+=(--valid-metrics "$sys_dir/results/$p_valid/$tag/metrics.json")
       done
     done
   done
@@ -341,14 +347,18 @@ for protocol in $protocol_list; do
             fp_parts+=("$(file_fingerprint "$sys_dir/scores/$p_valid/$tag/scores.txt" \
                           "$sys_dir/scores/$trials_name/$tag/scores.txt")")
           done
-          fp=$(fingerprint "$systems" "${fp_parts[@]}" "$(file_fingerprint "data/$p_valid/trials" "$p_trials")")
+          fp=$(fingerprint "$systems" "${fp_parts[@]}" "$(file_fingerprint "data/$p_valid/trials" "$p_trials")" \
+               "+ out-of-fold validation scores")
           if is_done "$fusion/results/$trials_name/$tag/.done" "$fp"; then
             log "stage 7: $fusion/results/$trials_name/$tag is up to date, skipping"
           else
             log "stage 7: fusion of $systems ($tag), weights learnt on data/$p_valid/trials"
-            mkdir -p "$fusion/calibration/$tag" "$fusion/scores/$trials_name/$tag"
+            mkdir -p "$fusion/calibration/$tag" "$fusion/scores/$trials_name/$tag" "$fusion/scores/$p_valid/$tag"
+            # --cv-out: the fusion's validation scores from weights that did not see them (5 folds)
             pyspeaker fuse train "${valid_args[@]}" --trials "data/$p_valid/trials" \
-              --out "$fusion/calibration/$tag/fusion.json" >&2
+              --out "$fusion/calibration/$tag/fusion.json" --cv-out "$fusion/scores/$p_valid/$tag/scores.txt" >&2
+            steps/compute_metrics.sh "$fusion/scores/$p_valid/$tag/scores.txt" "data/$p_valid/trials" \
+              "$fusion/results/$p_valid/$tag" >&2
             pyspeaker fuse apply "${test_args[@]}" --trials "$p_trials" --fusion "$fusion/calibration/$tag/fusion.json" \
               --out "$fusion/scores/$trials_name/$tag/scores.txt"
             steps/compute_metrics.sh "$fusion/scores/$trials_name/$tag/scores.txt" "$p_trials" \
@@ -356,7 +366,8 @@ for protocol in $protocol_list; do
             mark_done "$fusion/results/$trials_name/$tag/.done" "$fp"
           fi
         fi
-        $calibrating && report_args+=(--system "${protocols:+$protocol/}fusion=$fusion/results/$trials_name/$tag/metrics.json")
+        $calibrating && report_args+=(--system "${protocols:+$protocol/}fusion=$fusion/results/$trials_name/$tag/metrics.json"
+                                      --valid-metrics "$fusion/results/$p_valid/$tag/metrics.json")
       done
     done
   fi

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli
 from pyspeaker.metrics import compute_eer
-from pyspeaker.scoring.calibration import fit_linear_llr, train_calibration, train_fusion
+from pyspeaker.scoring.calibration import cross_validated_fusion, fit_linear_llr, train_calibration, train_fusion
 
 
 def _systems(n_tgt, n_non, seed):
@@ -102,3 +102,46 @@ def test_fuse_command_learns_from_validation_trials_only(tmp_path):
     assert wrong.returncode == 1
     assert wrong.stderr.strip().splitlines()[-1] == (f"error: {out0 / 'fusion.json'} fuses 2 systems, but 1 "
                                                      f"--scores files were given")
+
+
+def test_cross_validated_fusion_scores_each_fold_with_the_other_folds_weights():
+    tgt, non = _systems(400, 1600, 5)
+    x = np.concatenate([tgt, non])
+    labels = np.r_[np.ones(len(tgt), bool), np.zeros(len(non), bool)]
+    oof = cross_validated_fusion(x, labels, folds=4, seed=3)
+    fold = np.random.default_rng(3).permutation(len(x)) % 4
+    for f in range(4):   # each fold's llrs are the fusion of the other three folds, applied to it
+        train = fold != f
+        ref = train_fusion(x[train & labels], x[train & ~labels]).apply(x[fold == f])
+        np.testing.assert_allclose(oof[fold == f], ref, rtol=1e-12)
+    # in-sample llrs differ from out-of-fold ones (the fold's own trials are not in its fit)
+    in_sample = train_fusion(x[labels], x[~labels]).apply(x)
+    assert np.abs(oof - in_sample).max() > 1e-3
+    with pytest.raises(Exception, match="fold 1 of 2 leaves no target"):
+        cross_validated_fusion(x[:1], labels[:1], folds=2)
+
+
+def test_fuse_train_cv_out_writes_out_of_fold_scores_of_its_trials(tmp_path):
+    tgt, non = _systems(200, 600, 6)
+    x = np.concatenate([tgt, non])
+    labels = np.r_[np.ones(len(tgt), bool), np.zeros(len(non), bool)]
+    (tmp_path / "valid.trials").write_text("".join(f"e{i} t{i} {'target' if y else 'nontarget'}\n"
+                                                   for i, y in enumerate(labels)))
+    for k in range(2):
+        _write(tmp_path / f"valid{k}.txt", [f"e{i}" for i in range(len(x))], [f"t{i}" for i in range(len(x))],
+               x[:, k])
+    args = ["fuse", "train", "--scores", tmp_path / "valid0.txt", "--scores", tmp_path / "valid1.txt",
+            "--trials", tmp_path / "valid.trials", "--out", tmp_path / "fusion.json"]
+    run_cli(*args, "--cv-out", tmp_path / "cv.txt", "--cv-folds", "3", check=True)
+    lines = (tmp_path / "cv.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [[f"e{i}", f"t{i}"] for i in range(len(x))]
+    written = np.array([float(line.split()[2]) for line in lines])
+    xr = np.round(x[:, :2], 6)   # the scores files hold 6 decimals
+    np.testing.assert_allclose(written, cross_validated_fusion(xr, labels, folds=3), atol=2e-5)
+    sidecar = json.loads((tmp_path / "cv.json").read_text())
+    assert sidecar["calibrated"] is True and sidecar["cross_validated_folds"] == 3
+    # --cv-out may not be one of the inputs: refused before anything is written
+    (tmp_path / "fusion.json").unlink()
+    bad = run_cli(*args, "--cv-out", tmp_path / "valid1.txt")
+    assert bad.returncode == 1 and "--cv-out" in bad.stderr and "valid1.txt" in bad.stderr, bad.stderr
+    assert not (tmp_path / "fusion.json").exists()

@@ -575,3 +575,31 @@ def test_report_and_plot_det(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pyspeaker", "plot-det", "--trials", str(trials), "--out", str(out),
                         "--system", "nameonly"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "--system expects NAME=SCORES" in r.stderr
+
+
+def test_report_selects_the_system_on_validation_metrics_not_test(tmp_path):
+    """The row with the lowest validation minDCF(0.01) is marked, even when another row is better on
+    the test trials; ties on minDCF go to the lower validation EER."""
+    def metrics(name, eer, dcf):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"eer": eer, "min_dcf": {"0.01": dcf, "0.05": dcf / 2}, "trials": "t",
+                                    "backend": "plda", "score_norm": "none", "num_target": 5, "num_nontarget": 8}))
+        return path
+    rows = {"a": (metrics("a_test", 5.0, 0.5), metrics("a_valid", 9.0, 0.80)),     # best on test
+            "b": (metrics("b_test", 7.0, 0.6), metrics("b_valid", 8.0, 0.70)),     # tie on valid minDCF ...
+            "c": (metrics("c_test", 6.0, 0.7), metrics("c_valid", 7.5, 0.70))}     # ... c has the lower EER
+    args = [sys.executable, "-m", "pyspeaker", "report", "--out", str(tmp_path / "RESULTS.md")]
+    for name, (test, valid) in rows.items():
+        args += ["--system", f"{name}={test}", "--valid-metrics", str(valid)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| valid EER (%) | valid minDCF (p_target=0.01) | selected |" in text
+    assert "| c | t | plda | none | 6.00 | 0.7000 | 0.3500 | 5 | 8 | 7.50 | 0.7000 | * |" in text
+    assert "| a | t | plda | none | 5.00 | 0.5000 | 0.2500 | 5 | 8 | 9.00 | 0.8000 |  |" in text
+    note = ("selected (*) on the validation trials, not the test trials: c, plda, norm none (lowest validation "
+            "minDCF(p_target=0.01), then EER): test EER 6.00 %, minDCF(p_target=0.01) 0.7000.")
+    assert note in text and r.stdout.rstrip().endswith(note)
+    # one --valid-metrics per --system, or none
+    r = subprocess.run(args[:-2], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "--valid-metrics given 2 times for 3 --system rows" in r.stderr, r.stderr

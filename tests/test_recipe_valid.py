@@ -118,6 +118,15 @@ def test_datadir_recipe_with_validation_calibration_and_fusion(corpus, tmp_path)
     table = (exp / "RESULTS.md").read_text()
     assert "actDCF (p_target=0.01)" in table and "| fusion |" in table and "| baseline |" in table
     assert "system" in proc.stdout and "fusion" in proc.stdout
+    # the best system is picked on the validation metrics (the fusion's out of fold), never the test trials'
+    valid_m = {name: json.loads((system / "results" / valid.name / "cosine_none/metrics.json").read_text())
+               for name, system in (("trained", exp), ("baseline", exp / "baseline"), ("fusion", exp / "fusion"))}
+    assert json.loads((exp / f"fusion/scores/{valid.name}/cosine_none/scores.json").read_text())[
+        "cross_validated_folds"] == 5
+    best = min(valid_m, key=lambda n: (valid_m[n]["min_dcf"]["0.01"], valid_m[n]["eer"]))
+    marked = [line.split("|")[1].strip() for line in table.splitlines() if line.rstrip().endswith("| * |")]
+    assert marked == [best], table
+    assert "selected (*) on the validation trials, not the test trials: " + best in proc.stdout
 
 
 def test_default_recipe_stage_0_with_validation_speakers(tmp_path):

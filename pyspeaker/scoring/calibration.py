@@ -190,3 +190,23 @@ def train_fusion(target_scores: np.ndarray, nontarget_scores: np.ndarray, p_targ
     weights, offset = fit_linear_llr(tgt, non, p_target)
     return Fusion(weights=[float(v) for v in weights], offset=offset, p_target=p_target, num_target=len(tgt),
                   num_nontarget=len(non), systems=systems)
+
+
+def cross_validated_fusion(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
+                           p_target: float = 0.5) -> np.ndarray:
+    """Out-of-fold fused llrs of ``[n, k]`` labelled scores: the trials are dealt into ``folds`` seeded
+    folds and each fold is scored by the fusion trained on the other folds. These are the scores to
+    compare a fusion with single systems on the trials it is trained on (in-sample llrs flatter it)."""
+    x = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    if folds < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, not {folds}")
+    fold = np.random.default_rng(seed).permutation(len(y)) % folds
+    out = np.empty(len(y))
+    for f in range(folds):
+        train = fold != f
+        if not (y[train].any() and (~y[train]).any()):
+            raise DataError(f"fold {f + 1} of {folds} leaves no target or no non-target trials to train on "
+                            f"({int(y.sum())} target, {int((~y).sum())} non-target trials in all)")
+        out[~train] = train_fusion(x[train & y], x[train & ~y], p_target).apply(x[~train])
+    return out
