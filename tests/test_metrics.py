@@ -600,6 +600,14 @@ def test_report_selects_the_system_on_validation_metrics_not_test(tmp_path):
     note = ("selected (*) on the validation trials, not the test trials: c, plda, norm none (lowest validation "
             "minDCF(p_target=0.01), then EER): test EER 6.00 %, minDCF(p_target=0.01) 0.7000.")
     assert note in text and r.stdout.rstrip().endswith(note)
+    # rows of another trial list are another task: one selected row per list
+    other = tmp_path / "d_test.json"
+    other.write_text(json.dumps({**json.loads(rows["a"][0].read_text()), "trials": "u"}))
+    r = subprocess.run(args + ["--system", f"d={other}", "--valid-metrics", str(rows["a"][1])],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("selected (*) for ") == 2, r.stdout
+    assert "selected (*) for u on the validation trials, not the test trials: d," in r.stdout, r.stdout
     # one --valid-metrics per --system, or none
     r = subprocess.run(args[:-2], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "--valid-metrics given 2 times for 3 --system rows" in r.stderr, r.stderr
