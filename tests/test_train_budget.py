@@ -39,9 +39,12 @@ def test_schedules_run_over_the_budget():
     o = load_config(None, ["optim.scheduler=cosine", "optim.lr=0.1", "optim.min_lr=0.001", "optim.warmup_epochs=2",
                            "optim.margin_warmup_epochs=4", "loss.name=aamsoftmax"])["optim"]
     s = Schedule(o, max_epoch=10, budget_s=100.0)
-    s.elapsed_s = 10.0      # 10 % of the budget = schedule epoch 1: half-way up the warm-up, whatever the epoch
-    assert s.schedule_progress(7.0) == pytest.approx(1.0)
-    assert s.margin(0.2, s.schedule_progress(7.0)) == pytest.approx(0.05)
+    s.elapsed_s = 10.0      # 10 % of the budget = schedule epoch 1: half-way up the warm-up, ahead of the epochs
+    assert s.schedule_progress(0.5) == pytest.approx(1.0)
+    assert s.margin(0.2, s.schedule_progress(0.5)) == pytest.approx(0.05)
+    # epochs ahead of the clock (max_epoch epochs take less than the budget): the epochs lead
+    assert s.schedule_progress(7.0) == pytest.approx(7.0)
+    assert s.lr(s.schedule_progress(10.0), 10) == pytest.approx(0.001)
     s.elapsed_s = 50.0
     assert s.lr(s.schedule_progress(0.0), 10) == pytest.approx(0.001 + 0.099 * 0.5)
     s.elapsed_s = 250.0     # past the budget: the end of the schedule
@@ -64,7 +67,7 @@ def test_time_budget_stops_within_a_step_and_ends_the_cosine(tmp_path, speaker_s
     longest = max(float(r[4]) for r in rows)
     assert wall < 9.0 + 10
     log = (exp / "train.log").read_text()
-    assert "time budget 0.15 min (train.max_minutes)" in log and "schedule epoch = 100000 x elapsed / budget" in log
+    assert "time budget 0.15 min (train.max_minutes)" in log and "or 100000 x elapsed / budget (one per" in log
     m = re.search(r"training stopped: time budget of 0\.15 min (reached in epoch \d+ after \d+ of 12 steps "
                   r"\(closed as a partial epoch\)|reached at the end of epoch \d+|spent after epoch \d+); "
                   r"[\d.]+ min \(([\d.]+) s\) of training", log)
@@ -84,6 +87,17 @@ def test_time_budget_stops_within_a_step_and_ends_the_cosine(tmp_path, speaker_s
     train(cfg, speaker_store, exp, progress=False, resume="yes")
     assert len(_metrics(exp)) - 1 == before
     assert "is already trained to epoch" in (exp / "train.log").read_text().split("resuming")[-1]
+
+
+def test_a_budget_longer_than_the_epochs_still_ends_the_cosine(tmp_path, speaker_store):
+    """3 epochs of milliseconds under a 10-minute budget: the lr anneals with the epochs, not the clock."""
+    exp = tmp_path / "exp"
+    cfg = load_config(None, TINY + ["train.max_epoch=3", "train.max_minutes=10", "optim.scheduler=cosine"])
+    train(cfg, speaker_store, exp, progress=False)
+    lrs = [float(r[3]) for r in _metrics(exp)[1:]]
+    assert len(lrs) == 3 and lrs[-1] < 0.01 * 0.005 < lrs[0]   # the last step is at the cosine's bottom
+    assert re.search(r"training stopped: reached train\.max_epoch 3 after [\d.]+ min, \d+ % of the time budget "
+                     r"of 10 min: the schedules ended with the epochs", (exp / "train.log").read_text())
 
 
 def test_select_best_needs_validation():

@@ -12,12 +12,14 @@ and a resumed run gets exactly the lr an uninterrupted one had.
 - margin warm-up (``margin_warmup_epochs`` M > 0): the loss margin grows linearly from 0 to its
   configured value over the first M epochs (large margins from the start can stall training)
 
-With a time budget (``train.max_minutes``, ``budget_s`` here) progress is measured on the clock
-instead: every step's progress is ``max_epoch * min(elapsed / budget, 1)`` "schedule epochs",
-``elapsed`` being the training time the trainer sets (``elapsed_s``, the same on every process).
-Every rule above then runs over the budget as it would over max_epoch epochs: the cosine reaches
-min_lr when the budget is spent, a warm-up of W epochs lasts W / max_epoch of the budget, and so
-do step_epochs, the exponential decay and the margin warm-up.
+With a time budget (``train.max_minutes``, ``budget_s`` here) progress is also measured on the
+clock: every step's progress is ``max(progress, max_epoch * min(elapsed / budget, 1))`` "schedule
+epochs", ``elapsed`` being the training time the trainer sets (``elapsed_s``, the same on every
+process). The rules then follow whichever ends training first: when the budget does, they run over
+it as they would over max_epoch epochs (the cosine reaches min_lr when the budget is spent, a
+warm-up of W epochs lasts W / max_epoch of the budget, and so do step_epochs, the exponential decay
+and the margin warm-up); when max_epoch epochs take less than the budget, they end with the last
+epoch as without a budget (a budget is a limit, not a reason to stop with the lr still high).
 """
 from __future__ import annotations
 
@@ -60,9 +62,10 @@ class Schedule:
         return target * min(1.0, progress / self.margin_warmup)
 
     def schedule_progress(self, progress: float) -> float:
-        """The progress the rules use: ``progress`` in epochs, or the budget's share spent in schedule epochs."""
+        """The progress the rules use: ``progress`` in epochs or, with a budget, the budget's share spent
+        in schedule epochs when that is further on (whichever ends training first)."""
         if self.budget_s > 0:
-            return self.max_epoch * min(self.elapsed_s / self.budget_s, 1.0)
+            return max(progress, self.max_epoch * min(self.elapsed_s / self.budget_s, 1.0))
         return progress
 
     def apply(self, optimizer, progress: float, steps_per_epoch: int, loss=None) -> float:

@@ -20,7 +20,8 @@ Time budget (``train.max_minutes`` M > 0): the budget counts training time from 
 step past the budget is not taken, the epoch is closed as a partial one (validated, metrics row,
 checkpoint with ``partial`` and ``steps``) and final.pt written, so a run ends within one step (plus
 that epoch's validation and checkpoint) of M minutes. ``train.max_epoch`` is then an upper bound and
-the schedules run on time (:mod:`pyspeaker.training.schedule`). Under DDP the first process's clock
+the schedules follow whichever ends training first, the budget or the epochs
+(:mod:`pyspeaker.training.schedule`). Under DDP the first process's clock
 decides for all. Checkpoints hold the training time so far (``train_seconds``): a resumed budgeted
 run continues the clock where its checkpoint left it (the time between the checkpoint and the stop
 is not counted), and one whose budget is spent only writes final.pt. A resumed partial epoch is
@@ -265,9 +266,9 @@ def _train_epochs(run: _Run, progress) -> dict:
             break
     used = run.clock.elapsed()
     if budget and used < budget:
-        log.warning("training stopped: %s after %.2f min, before the time budget of %g min: the schedules ended "
-                    "at %.0f %% of theirs (raise train.max_epoch to use the budget)", why, used / 60, budget / 60,
-                    100 * used / budget)
+        log.info("training stopped: %s after %.2f min, %.0f %% of the time budget of %g min: the schedules ended "
+                 "with the epochs (raise train.max_epoch to train longer)", why, used / 60, 100 * used / budget,
+                 budget / 60)
     else:
         log.info("training stopped: %s; %.2f min (%.1f s) of training", why, used / 60, used)
     return state
@@ -443,9 +444,9 @@ def _log_setup(run: _Run) -> None:
         if float(o["margin_warmup_epochs"]):
             rules.append(f"margin warm-up over {float(o['margin_warmup_epochs']) * budget / max_epoch / 60:.3g} min")
         log.info("time budget %g min (train.max_minutes): training stops at the first step past it (that epoch "
-                 "closed as a partial one), at most %d epochs (train.max_epoch); the %s run on time: schedule "
-                 "epoch = %d x elapsed / budget (one per %.3g min), so they end with the budget", budget / 60,
-                 max_epoch, ", ".join(rules), max_epoch, budget / max_epoch / 60)
+                 "closed as a partial one), at most %d epochs (train.max_epoch); the %s follow whichever "
+                 "ends training first: schedule epoch = the epochs done, or %d x elapsed / budget (one per %.3g "
+                 "min) when further", budget / 60, max_epoch, ", ".join(rules), max_epoch, budget / max_epoch / 60)
     if t["select"] == "best":
         log.info("final.pt will be the epoch of lowest validation EER (train.select=best)")
     elif t["select"] == "average":
