@@ -2,8 +2,9 @@
 # pyspeaker recipe driver (Kaldi egs style). Each stage is one line of intent calling steps/*.sh.
 #
 #   0  data       corpus + Kaldi data dirs (recipe-specific: recipes/<recipe>/config.sh); with
-#                 --valid-speakers N also pyspeaker split-valid -> data/<train>_valid (N speakers + trials)
-#                 and data/<train>_sub (the rest, which stages 1-7 then train on)
+#                 --valid-speakers N (or --valid-utterances N) also pyspeaker split-valid -> data/<train>_valid
+#                 (N speakers, or N utterances of every speaker, + trials) and data/<train>_sub (the rest,
+#                 which stages 1-7 then train on)
 #   1  features   steps/make_features.sh   -> features/<feat-id>/<set>/
 #   2  train      steps/train.sh           -> exp/<name>/{config.yaml,train.log,metrics.tsv,checkpoints/}
 #   3  embed      steps/extract.sh         -> <system>/embeddings/<set>/xvector.{h5,scp,ark}
@@ -11,7 +12,7 @@
 #   4  backend    steps/train_backend.sh   -> <system>/backend/<backend>/
 #   5  score      steps/score.sh           -> <system>/scores/<trials>/<backend>_<norm>/scores.txt
 #   6  metrics    steps/compute_metrics.sh -> <system>/results/<trials>/<backend>_<norm>/{metrics.json,det.png,hist.png}
-#   7  calibrate  (with --valid-speakers) pyspeaker calibrate on each system's validation scores
+#   7  calibrate  (with a validation set) pyspeaker calibrate on each system's validation scores
 #                 -> <system>/calibration/<backend>_<norm>/calibration.json, <system>/{scores,results}/<trials>/<backend>_<norm>_cal/;
 #                 pyspeaker fuse of the systems, weights learnt on the validation trials -> exp/<name>/fusion/;
 #                 the validation metrics of every system (the fusion's out of fold: 5-fold cross-validation)
@@ -56,7 +57,9 @@ own_data_dirs=true            # stage 0 writes data/<set> (false: it links the u
 pretrained=""                 # model of the pretrained system: an import-model dir, experiment dir or checkpoint
 valid_speakers=0              # N > 0: hold out N training speakers as a validation set (stage 0), which
                               # validates each epoch and calibrates and fuses the systems (stage 7)
-valid_seed=0                  # which speakers and trials are held out
+valid_utterances=0            # N > 0: instead, hold out N utterances of every training speaker (closed-set
+                              # validation, for corpora with too few speakers to spare)
+valid_seed=0                  # which speakers (utterances) and trials are held out
 valid_max_trials=20000        # at most this many validation trials (a seeded sample of the pairs)
 select=last                   # the final model: last epoch, best by validation EER, or average of the last epochs
 train_minutes=""              # stop training after M minutes (train.max_minutes); empty: no limit
@@ -68,7 +71,8 @@ help_message="Usage: ./run.sh [--recipe NAME] [--stage N] [--stop-stage M] [--fo
 
 Runs the speaker-verification recipe stages N..M (default 0..7):
   0 data, 1 features, 2 train, 3 embeddings, 4 back-end, 5 score, 6 metrics, 7 calibration + fusion
-  (stage 7 needs a validation set: --valid-speakers N; it also marks the best system on the validation trials).
+  (stage 7 needs a validation set: --valid-speakers N or --valid-utterances N; it also marks the best system on
+  the validation trials).
 A stage whose outputs are complete (for the same settings) is skipped; --force true redoes it.
 Recipes: $(ls recipes | tr '\n' ' ')(default mini). Settings of recipe '$recipe' (recipes/$recipe/config.sh):
 $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' |
@@ -76,6 +80,8 @@ $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' 
   --nj $nj  --systems \"$systems\"  --train-from $train_from  --train-opts \"$train_opts\"
   --valid-speakers N  hold out N training speakers (seeded: --valid-seed $valid_seed, at most --valid-max-trials
                     $valid_max_trials trials): validation EER per epoch, calibrated systems and their fusion
+  --valid-utterances N  instead, hold out N utterances of every training speaker (for corpora with too few
+                    speakers to spare: the validation speakers are then seen in training)
   --select last|best|average  the final model: last epoch, best by validation EER, average of the last (default $select)
   --train-minutes M  stop training after M minutes (train.max_minutes), the schedules laid over them
   --noise-dir DIR --rir-dir DIR  augmentation (MUSAN layout; RIR WAVs or a data dir); need --train-from audio
@@ -90,9 +96,16 @@ if [ -n "$cmd" ]; then feat_cmd=$cmd; train_cmd=$cmd; extract_cmd=$cmd; fi
 [ $# -eq 0 ] || die "unexpected argument '$1' (see ./run.sh --help)"
 case $train_from in features|audio) ;; *) die "--train-from must be features or audio, not '$train_from'" ;; esac
 [[ $valid_speakers =~ ^[0-9]+$ ]] || die "--valid-speakers must be a number of speakers (0: none), not '$valid_speakers'"
+[[ $valid_utterances =~ ^[0-9]+$ ]] ||
+  die "--valid-utterances must be a number of utterances per speaker (0: none), not '$valid_utterances'"
+[ "$valid_speakers" -eq 0 ] || [ "$valid_utterances" -eq 0 ] ||
+  die "--valid-speakers $valid_speakers and --valid-utterances $valid_utterances: hold out speakers or utterances, not both"
+validating=false; [ "$valid_speakers" -gt 0 ] || [ "$valid_utterances" -gt 0 ] && validating=true
+if [ "$valid_speakers" -gt 0 ]; then valid_what="$valid_speakers speakers"; split_opt=(--num-speakers "$valid_speakers")
+else valid_what="$valid_utterances utterances of every speaker"; split_opt=(--num-utterances "$valid_utterances"); fi
 case $select in last|best|average) ;; *) die "--select must be last, best or average, not '$select'" ;; esac
-[ "$select" != best ] || [ "$valid_speakers" -gt 0 ] ||
-  die "--select best picks the model by validation EER: it needs --valid-speakers N"
+[ "$select" != best ] || $validating ||
+  die "--select best picks the model by validation EER: it needs --valid-speakers N or --valid-utterances N"
 [ -z "$train_minutes" ] || [[ $train_minutes =~ ^[0-9]+([.][0-9]+)?$ ]] ||
   die "--train-minutes must be a number of minutes, not '$train_minutes'"
 if [ -n "$noise_dir$rir_dir" ] && [ "$train_from" != audio ]; then
@@ -122,7 +135,7 @@ select_protocol() {
   local p=$1; [ "$p" = _ ] && p=""
   p_train=${train_set//\{protocol\}/$p}; p_test=${test_set//\{protocol\}/$p}; p_trials=${trials//\{protocol\}/$p}
   p_full_train=$p_train; p_valid=""   # with a validation set: train on data/<train>_sub, validate on <train>_valid
-  if [ "$valid_speakers" -gt 0 ]; then p_valid=${p_train}_valid; p_train=${p_train}_sub; fi
+  if $validating; then p_valid=${p_train}_valid; p_train=${p_train}_sub; fi
 }
 
 if run_stage 0; then
@@ -145,10 +158,10 @@ if run_stage 0; then
     fi
     mark_done "data/.done.prepare.$recipe" "$fp"   # one marker per recipe: recipes share data/
   fi
-  if [ "$valid_speakers" -gt 0 ]; then   # held-out speakers: new data dirs, written by pyspeaker
+  if $validating; then   # held-out speakers (utterances): new data dirs, written by pyspeaker
     for protocol in $protocol_list; do
       select_protocol "$protocol"
-      fp=$(fingerprint "$valid_speakers" "$valid_seed" "$valid_max_trials" \
+      fp=$(fingerprint "$valid_speakers" "$valid_utterances" "$valid_seed" "$valid_max_trials" \
            "$(file_fingerprint "data/$p_full_train"/{wav.scp,utt2spk,segments,utt2dur})")
       marker=data/.done.split.$p_full_train
       if is_done "$marker" "$fp" && [ -f "data/$p_valid/trials" ] && [ -f "data/$p_train/utt2spk" ]; then
@@ -156,24 +169,24 @@ if run_stage 0; then
       fi
       for set in "$p_valid" "$p_train"; do   # replace only what an earlier split made
         if { [ -e "data/$set" ] || [ -L "data/$set" ]; } && { [ -L "data/$set" ] || [ ! -f "$marker" ]; }; then
-          die "data/$set exists and was not made by --valid-speakers: refusing to replace it (move it away)"
+          die "data/$set exists and was not made by --valid-speakers/--valid-utterances: refusing to replace it (move it away)"
         fi
       done
-      log "stage 0: holding out $valid_speakers speakers of data/$p_full_train -> data/$p_valid, data/$p_train"
-      pyspeaker split-valid --data-dir "data/$p_full_train" --num-speakers "$valid_speakers" --seed "$valid_seed" \
+      log "stage 0: holding out $valid_what of data/$p_full_train -> data/$p_valid, data/$p_train"
+      pyspeaker split-valid --data-dir "data/$p_full_train" "${split_opt[@]}" --seed "$valid_seed" \
         --max-trials "$valid_max_trials" --valid-out "data/$p_valid" --train-out "data/$p_train" >&2
       mark_done "$marker" "$fp"
     done
   fi
 fi
-if [ "$valid_speakers" -gt 0 ] && [ "$stop_stage" -ge 1 ]; then   # later stages need the split
+if $validating && [ "$stop_stage" -ge 1 ]; then   # later stages need the split
   for protocol in $protocol_list; do
     select_protocol "$protocol"
     [ -f "data/$p_valid/trials" ] && [ -f "data/$p_train/utt2spk" ] ||
-      die "--valid-speakers $valid_speakers: data/$p_valid or data/$p_train is missing (run stage 0 with the same --valid-speakers)"
+      die "validation set ($valid_what): data/$p_valid or data/$p_train is missing (run stage 0 with the same --valid-speakers/--valid-utterances)"
   done
 fi
-calibrating=false; [ "$valid_speakers" -gt 0 ] && [ "$stop_stage" -ge 7 ] && calibrating=true
+calibrating=false; $validating && [ "$stop_stage" -ge 7 ] && calibrating=true
 
 feat_store() {  # the store path of a set for a config: derived from the config, never typed
   # shellcheck disable=SC2086

@@ -51,6 +51,30 @@ def test_split_valid_is_seeded_speaker_disjoint_and_covers_the_set(corpus, tmp_p
         f"least 2 must stay for training (at most 6)")
 
 
+def test_split_valid_utterances_holds_out_n_of_every_speaker(corpus, tmp_path):
+    """Closed-set validation: 2 of every speaker's 4 utterances held out, the speakers kept in training."""
+    train = _utt2spk(corpus / "train")
+    args = ["split-valid", "--data-dir", corpus / "train", "--num-utterances", "2", "--seed", "1"]
+    run_cli(*args, "--valid-out", tmp_path / "v", "--train-out", tmp_path / "s", check=True)
+    valid, sub = _utt2spk(tmp_path / "v"), _utt2spk(tmp_path / "s")
+    assert not set(valid) & set(sub) and {**valid, **sub} == train   # utterance-disjoint, covering
+    assert set(valid.values()) == set(sub.values()) == set(train.values())
+    assert all(list(valid.values()).count(spk) == 2 for spk in set(train.values()))
+    trials = [line.split() for line in (tmp_path / "v/trials").read_text().splitlines()]
+    assert len(trials) == 16 * 15 // 2 and sum(t[2] == "target" for t in trials) == 8
+    assert all((valid[a] == valid[b]) == (label == "target") for a, b, label in trials)
+    for extra, message in ((["--num-utterances", "4"], "utt2spk: --valid-utterances 4: speaker "),
+                           (["--num-utterances", "1"], "must be at least 2 (a target trial is a pair of them), got 1"),
+                           (["--num-utterances", "2", "--num-speakers", "2"], "give exactly one of")):
+        bad = run_cli("split-valid", "--data-dir", corpus / "train", *extra,
+                      "--valid-out", tmp_path / "vx", "--train-out", tmp_path / "sx")
+        assert bad.returncode == 1 and not (tmp_path / "vx").exists() and not (tmp_path / "sx").exists()
+        assert message in bad.stderr.strip().splitlines()[-1], bad.stderr
+        if extra[1] == "4":
+            assert bad.stderr.strip().endswith("has 4 utterances and needs at least 5 (4 held out, 1 left to train "
+                                               "on); 8 of 8 speakers have too few"), bad.stderr
+
+
 def test_datadir_bad_input_is_one_line_before_training(corpus, tmp_path):
     d = copy_recipe(tmp_path / "recipe")
     base = ["--recipe", "datadir", "--train-dir", corpus / "train", "--test-dir", corpus / "test", *QUICK]
@@ -143,3 +167,14 @@ def test_default_recipe_stage_0_with_validation_speakers(tmp_path):
     assert spk("train_valid") | spk("train_sub") == spk("train") and not spk("train_valid") & spk("train_sub")
     again = run_sh(d, *args)
     assert again.returncode == 0 and "data/train_valid and data/train_sub are up to date, skipping" in again.stderr
+    # --valid-utterances instead: 2 utterances of each of the 6 speakers, the earlier split replaced
+    utts = ["--valid-speakers", "0", "--valid-utterances", "2"]
+    proc = run_sh(d, *args, *utts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "holding out 2 utterances of every speaker of data/train" in proc.stderr
+    valid = [line.split()[1] for line in (d / "data/train_valid/utt2spk").read_text().splitlines()]
+    assert sorted(set(valid)) == sorted(spk("train")) and all(valid.count(s) == 2 for s in set(valid))
+    assert spk("train_sub") == spk("train") and len(valid) == 12
+    both = run_sh(d, *args, "--valid-utterances", "2")
+    assert both.returncode == 1 and both.stderr.strip().endswith(
+        "--valid-speakers 2 and --valid-utterances 2: hold out speakers or utterances, not both")

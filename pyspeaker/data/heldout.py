@@ -1,9 +1,12 @@
-"""Held-out validation speakers, and the checks a recipe makes of a user's train / test / trials.
+"""Held-out validation sets, and the checks a recipe makes of a user's train / test / trials.
 
-:func:`split_valid` takes ``N`` speakers of a training data dir (seeded, deterministic) as a
-validation set: ``<valid>`` holds their utterances plus ``trials`` (every pair of them, or a seeded
-sample of at most ``max_trials`` with up to half target pairs), ``<sub>`` the other speakers.
-Both are new data dirs, written atomically; the training dir is only read.
+:func:`split_valid` holds out part of a training data dir (seeded, deterministic) as a validation
+set: either ``N`` speakers (open-set validation: the speakers are unseen in training, as test
+speakers usually are) or ``N`` utterances of every speaker (closed-set validation, for corpora with
+too few speakers to spare, such as FSDD's 4 or 6: the speakers are seen, their utterances are not).
+``<valid>`` holds the held-out utterances plus ``trials`` (every pair of them, or a seeded sample of
+at most ``max_trials`` with up to half target pairs), ``<sub>`` the rest. Both are new data dirs,
+written atomically; the training dir is only read.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pyspeaker.data.kaldi_dir import DataDir, write_data_dir
 from pyspeaker.errors import ConfigError, DataError
 
 MIN_TRAIN_SPEAKERS = 2
+MIN_VALID_UTTERANCES = 2   # per speaker: a target trial needs a pair
 
 
 def choose_valid_speakers(speakers: list[str], n: int, seed: int, where: str | None = None) -> list[str]:
@@ -30,6 +34,24 @@ def choose_valid_speakers(speakers: list[str], n: int, seed: int, where: str | N
                           path=where)
     rng = np.random.default_rng(seed)
     return sorted(speakers[i] for i in rng.choice(len(speakers), size=n, replace=False))
+
+
+def choose_valid_utterances(spk2utt: dict[str, list[str]], n: int, seed: int, where: str | None = None) -> set[str]:
+    """``n`` utterances of every speaker (seeded), each speaker keeping at least one for training."""
+    if n < MIN_VALID_UTTERANCES:
+        raise ConfigError(f"the number of validation utterances per speaker must be at least {MIN_VALID_UTTERANCES} "
+                          f"(a target trial is a pair of them), got {n}")
+    short = sorted(s for s, utts in spk2utt.items() if len(utts) <= n)
+    if short:
+        raise ConfigError(f"--valid-utterances {n}: speaker {short[0]!r} has {len(spk2utt[short[0]])} utterances and "
+                          f"needs at least {n + 1} ({n} held out, 1 left to train on); {len(short)} of "
+                          f"{len(spk2utt)} speakers have too few", path=where)
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for spk in sorted(spk2utt):
+        utts = sorted(spk2utt[spk])
+        chosen.update(utts[i] for i in rng.choice(len(utts), size=n, replace=False))
+    return chosen
 
 
 def valid_trials(spk2utt: dict[str, list[str]], max_trials: int, seed: int) -> list[tuple[str, str, bool]]:
@@ -73,26 +95,37 @@ def _subset(dd: DataDir, utts: set[str]) -> dict:
 
 
 def split_valid(train_dir: str | os.PathLike, valid_dir: str | os.PathLike, sub_dir: str | os.PathLike,
-                num_speakers: int, seed: int = 0, max_trials: int = 20000) -> tuple[int, int, int]:
-    """Write ``valid_dir`` (``num_speakers`` speakers + ``trials``) and ``sub_dir`` (the others);
-    returns (validation speakers, their trials, training speakers left)."""
+                num_speakers: int = 0, seed: int = 0, max_trials: int = 20000,
+                num_utterances: int = 0) -> tuple[int, int, int, int]:
+    """Write ``valid_dir`` (``num_speakers`` speakers, or ``num_utterances`` utterances of every
+    speaker, + ``trials``) and ``sub_dir`` (the rest); exactly one of the two counts is given.
+    Returns (validation speakers, validation utterances, their trials, training speakers)."""
     from pyspeaker.data.trials import Trials, write_trials
     from pyspeaker.fileio import atomic_dir
 
-    dd = DataDir.load(train_dir)
-    chosen = choose_valid_speakers(dd.speakers, num_speakers, seed, where=dd.file("utt2spk"))
+    if (num_speakers > 0) == (num_utterances > 0):
+        raise ConfigError("hold out either speakers or utterances of every speaker: give exactly one of "
+                          f"--num-speakers / --num-utterances (got {num_speakers} and {num_utterances})")
     if max_trials < 1:
         raise ConfigError(f"the validation trials cap must be at least 1, got {max_trials}")
-    valid_utts = {u for s in chosen for u in dd.spk2utt[s]}
+    dd = DataDir.load(train_dir)
+    if num_speakers:
+        chosen = choose_valid_speakers(dd.speakers, num_speakers, seed, where=dd.file("utt2spk"))
+        valid_utts = {u for s in chosen for u in dd.spk2utt[s]}
+    else:
+        valid_utts = choose_valid_utterances(dd.spk2utt, num_utterances, seed, where=dd.file("utt2spk"))
     sub_utts = set(dd.utt2spk) - valid_utts
-    trials = valid_trials({s: dd.spk2utt[s] for s in chosen}, max_trials, seed)
+    valid_spk2utt: dict[str, list[str]] = {}
+    for u in sorted(valid_utts):
+        valid_spk2utt.setdefault(dd.utt2spk[u], []).append(u)
+    trials = valid_trials(valid_spk2utt, max_trials, seed)
     for is_valid, out, utts in ((True, valid_dir, valid_utts), (False, sub_dir, sub_utts)):
         with atomic_dir(out) as tmp:
             write_data_dir(tmp, **_subset(dd, utts))
             if is_valid:
                 write_trials(tmp / "trials", Trials([t[0] for t in trials], [t[1] for t in trials],
                                                     np.array([t[2] for t in trials], dtype=bool)))
-    return len(chosen), len(trials), len(dd.speakers) - len(chosen)
+    return len(valid_spk2utt), len(valid_utts), len(trials), len({dd.utt2spk[u] for u in sub_utts})
 
 
 def check_trials_ids(trials_path: str | os.PathLike, test_dir: str | os.PathLike,
