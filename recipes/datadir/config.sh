@@ -38,7 +38,7 @@ allow_shared_speakers=false           # true: train and test dirs may share spea
 feat_conf=conf/fbank.conf             # 80-dim fbank at 16 kHz; conf/fbank_8k.conf for telephone audio
 feat_opts=""
 train_config=conf/tdnn_small.yaml
-train_overrides=""
+train_overrides="train.max_epoch=30"   # 30 epochs or --train-minutes, whichever ends first
 exp_name=datadir_tdnn
 systems="trained baseline"            # trained, untrained, baseline, pretrained
 baseline_feat_conf=conf/mfcc.conf     # the statistics baseline the network has to beat
