@@ -162,6 +162,7 @@ def test_calibrate_commands_and_calibrated_metrics(tmp_path):
     r = _cli("calibrate", "train", "--scores", tmp_path / "scores.txt", "--trials", tmp_path / "trials",
              "--out", tmp_path / "cal" / "calibration.json")
     assert r.returncode == 0, r.stderr
+    assert "every target score is above every non-target score" not in r.stderr   # overlapping classes
     cal = Calibration.load(tmp_path / "cal" / "calibration.json")
     assert cal.scale == pytest.approx(a_true, rel=0.1) and cal.offset == pytest.approx(b_true, abs=0.1)
     assert cal.trials == str(tmp_path / "trials") and (cal.num_target, cal.num_nontarget) == (3000, 6000)
@@ -188,6 +189,13 @@ def test_calibrate_commands_and_calibrated_metrics(tmp_path):
     assert m["act_dcf"]["0.01"] == pytest.approx(act_dcf(llr[:3000], llr[3000:], 0.01)[0])
     assert m["min_dcf"]["0.01"] <= m["act_dcf"]["0.01"] + 1e-12
     assert f"Cllr: {m['cllr']:.4f} bits" in r.stdout and "actDCF(p_target=0.01): " in r.stdout
+    # separable calibration trials: a warning that the calibration will be over-confident
+    sep = tmp_path / "separable.txt"
+    sep.write_text("".join(f"{line.rsplit(' ', 1)[0]} {(1.0 if k < 3000 else -1.0) + 0.001 * (k % 7)}\n"
+                           for k, line in enumerate(lines)))
+    r = _cli("calibrate", "train", "--scores", sep, "--trials", tmp_path / "trials", "--out", tmp_path / "sep.json")
+    assert r.returncode == 0 and (f"{sep}: every target score is above every non-target score on these 9000 "
+                                  f"trials") in r.stderr, r.stderr
     # uncalibrated raw scores: no actual DCF unless asked for
     r = _cli("compute-metrics", "--scores", tmp_path / "scores.txt", "--trials", tmp_path / "trials")
     assert r.returncode == 0 and "Cllr" not in r.stdout

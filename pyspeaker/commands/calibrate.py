@@ -38,6 +38,13 @@ def train(scores_path: Path, trials_path: Path, out: Path, p_target: float) -> N
     refuse_overlap({"--out": out}, {"--scores": scores_path, "--trials": trials_path})
     matched, labels, _, _ = load_matched(scores_path, trials_path)
     cal = train_calibration(matched[labels], matched[~labels], p_target=p_target)
+    if matched[labels].min() > matched[~labels].max():
+        # no error on these trials bounds the fit: harder trials (unseen speakers) get over-confident llrs
+        get_logger("calibrate").warning(
+            "%s: every target score is above every non-target score on these %d trials: the calibration is "
+            "as confident as the trial counts allow, and over-confident on trials harder than these (use "
+            "calibration trials like the test's, e.g. held-out speakers for unseen test speakers)",
+            scores_path, int(labels.size))
     cal.trials, cal.scores = str(trials_path), str(scores_path)
     cal.save(out)
     llr = cal.apply(matched)
