@@ -9,23 +9,22 @@
 # --enroll-dir the enroll ids are utterances of that dir, else of the test dir.
 # Every variable here can be overridden on the command line of run.sh as --name value.
 #
-# Measured with these defaults and --train-minutes 15 (2 CPU cores, 2026-12-02; EER %, minDCF at
-# p_target 0.01; FSDD with --feat-conf conf/fbank_8k.conf --baseline-feat-conf conf/mfcc_8k.conf):
-#   FSDD open (train 4 speakers, test 2 unseen), seed 0: trained 36.77 (cosine) vs the baseline's
-#     best 43.56 (cosine); minDCF ~1 for both. (The fsdd recipe's 10 epochs gave 32.08: with no
-#     validation speakers to spare, 15 minutes over-train 4 speakers.)
-#   FSDD closed (6 speakers, held-out repetitions), seed 0: trained 0.01 / 0.0014 (LDA+PLDA) vs the
-#     baseline's 2.41 / 0.356 (LDA+PLDA).
+# Measured with these defaults, --train-minutes 15 --select best (2 CPU cores, 2026-12-04; EER %, minDCF at
+# p_target 0.01; training seeds 0 / 1 / 2; the 30 epochs end before the budget: 4.5-6 min of training;
+# FSDD with --feat-conf conf/fbank_8k.conf --baseline-feat-conf conf/mfcc_8k.conf --valid-utterances 25):
+#   FSDD open (train 4 speakers, test 2 unseen): trained 31.04 (cosine) / 39.64 (PLDA) / 36.35 (cosine)
+#     vs the baseline's best 43.37 (PLDA + AS-norm); minDCF ~1 for all. Selected on the (closed-set)
+#     validation: trained cosine, 31.04 / 41.38 / 36.35 (every trained row validates at 0.00 %).
+#   FSDD closed (6 speakers, held-out repetitions): trained PLDA (+ AS-norm) 0.00 / 0.10 / 0.00,
+#     minDCF 0.0000 / 0.0103 / 0.0000, vs the baseline's PLDA 2.34 / 0.343; selected 0.35 / 0.14 / 0.00.
 #   The default corpus (local/prepare_mini.py: 100 training speakers, 10 held out with
-#     --valid-speakers 10 --select best; 20 test speakers), training seeds 0 / 1 / 2:
-#     trained LDA+PLDA 10.00 / 10.20 / 9.70 (mean 9.97), minDCF 0.728 / 0.791 / 0.719;
-#     baseline LDA+PLDA 11.30 / 0.840; fusion of the two (weights from the validation trials)
-#     7.90 / 8.40 / 8.10 (mean 8.13), minDCF 0.727 / 0.806 / 0.683. Stage 7 selects the PLDA fusion
-#     on the validation trials in all three seeds; on the 2,000 test trials it has the lowest EER
-#     in all three and the lowest minDCF in two (seed 1: trained PLDA + AS-norm 0.740). On every
-#     pair of the test utterances (51,040 trials, 2,400 target): selected fusion 8.54 / 8.62 / 8.62,
-#     minDCF 0.875 / 0.867 / 0.876, lowest on both in all three seeds; trained PLDA 10.53 / 10.38 /
-#     10.53, minDCF 0.966 / 0.957 / 0.957; baseline PLDA 11.18, minDCF 0.897.
+#     --valid-speakers 10; 20 test speakers): trained PLDA 10.70 / 10.40 / 12.00 (mean 11.03), minDCF
+#     0.700 / 0.802 / 0.842; baseline PLDA 11.30 / 0.840; selected in all three: the PLDA fusion,
+#     8.20 / 8.00 / 8.10, minDCF 0.761 / 0.785 / 0.819 (lowest EER of all 12 rows in all three, lowest
+#     minDCF in two). Every pair of the test utterances (51,040 trials, 2,400 target): trained PLDA
+#     11.17 / 11.33 / 12.13, minDCF 0.986 / 0.971 / 0.968; baseline PLDA 11.18 / 0.897; fusion 8.61 /
+#     9.02 / 9.00, minDCF 0.905 / 0.896 / 0.889.
+#   With tdnn_small's 10 epochs (seed 0): FSDD open 37.30, closed 0.12, default corpus 11.00: 30 are better.
 # One feature set and one network were measured (these defaults), not a sweep.
 train_dir=""                          # Kaldi data dir to train on (wav.scp, utt2spk; segments optional)
 test_dir=""                           # Kaldi data dir of the test utterances
