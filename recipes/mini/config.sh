@@ -18,6 +18,7 @@ train_config=conf/tdnn_small.yaml
 # baseline's LDA+PLDA): ResNetSE34L + AM-softmax, 40 speakers, 10 epochs: 15.7 / 15.0 %, 8.5 min;
 # the x-vector TDNN, 40 speakers, 15 epochs: 16.7 / 16.0 % (baseline 13.2 %), 2.2 min; the TDNN,
 # 100 speakers, 20 epochs of 1 s crops: 10.9 / 10.2 % (baseline 11.0 %).
+# The same with train.select=average (the mean of epochs 16-20): 10.9 / 10.6 % (2026-12-04): not taken.
 train_overrides="train.max_epoch=20 data.crop_frames=100 data.batch_size=64 model.nOut=256"
 exp_name=tdnn
 systems="trained untrained baseline"  # the network, its random initialisation, MFCC statistics
