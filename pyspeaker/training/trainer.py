@@ -440,9 +440,9 @@ def _log_setup(run: _Run) -> None:
         budget, max_epoch = run.clock.budget_s, run.max_epoch
         rules = [f"{o['scheduler']} lr schedule"]
         if float(o["warmup_epochs"]):
-            rules.append(f"lr warm-up over {float(o['warmup_epochs']) * budget / max_epoch / 60:.3g} min")
+            rules.append(f"lr warm-up over at most {float(o['warmup_epochs']) * budget / max_epoch / 60:.3g} min")
         if float(o["margin_warmup_epochs"]):
-            rules.append(f"margin warm-up over {float(o['margin_warmup_epochs']) * budget / max_epoch / 60:.3g} min")
+            rules.append(f"margin warm-up over at most {float(o['margin_warmup_epochs']) * budget / max_epoch / 60:.3g} min")
         log.info("time budget %g min (train.max_minutes): training stops at the first step past it (that epoch "
                  "closed as a partial one), at most %d epochs (train.max_epoch); the %s follow whichever "
                  "ends training first: schedule epoch = the epochs done, or %d x elapsed / budget (one per %.3g "
