@@ -178,3 +178,11 @@ def test_default_recipe_stage_0_with_validation_speakers(tmp_path):
     both = run_sh(d, *args, "--valid-utterances", "2")
     assert both.returncode == 1 and both.stderr.strip().endswith(
         "--valid-speakers 2 and --valid-utterances 2: hold out speakers or utterances, not both")
+    # more utterances than a speaker has: one line naming utt2spk, and the earlier split stays as it was
+    before = tree_digest(d / "data/train_valid"), tree_digest(d / "data/train_sub")
+    too_many = run_sh(d, *args, "--valid-speakers", "0", "--valid-utterances", "3")
+    errors = [line for line in too_many.stderr.splitlines() if line.startswith("error:")]
+    assert too_many.returncode == 1 and len(errors) == 1 and errors[0].startswith(
+        "error: data/train/utt2spk: --valid-utterances 3: speaker ") and errors[0].endswith(
+        "has 3 utterances and needs at least 4 (3 held out, 1 left to train on); 6 of 6 speakers have too few")
+    assert (tree_digest(d / "data/train_valid"), tree_digest(d / "data/train_sub")) == before
