@@ -83,7 +83,8 @@ $(grep -E '^[a-z_][a-z0-9_]*=' "recipes/$recipe/config.sh" | sed -E 's/ +#.*//' 
   --valid-utterances N  instead, hold out N utterances of every training speaker (for corpora with too few
                     speakers to spare: the validation speakers are then seen in training)
   --select last|best|average  the final model: last epoch, best by validation EER, average of the last (default $select)
-  --train-minutes M  stop training after M minutes (train.max_minutes), the schedules laid over them
+  --train-minutes M  stop training after M minutes (train.max_minutes); the schedules run over the budget, or
+                    over the epochs when train.max_epoch ends training first
   --noise-dir DIR --rir-dir DIR  augmentation (MUSAN layout; RIR WAVs or a data dir); need --train-from audio
   --pretrained DIR  model of the 'pretrained' system (--systems \"pretrained ...\"): a 'pyspeaker import-model' dir,
                     an experiment dir or a checkpoint; stage 3 embeds the data dirs' audio with it
